@@ -1,0 +1,1 @@
+"""DVC stage entry points: read params, call vaebench, write outputs atomically, log to MLflow."""

@@ -1,0 +1,175 @@
+"""Pure preprocessing functions applied by the train and evaluate stages.
+
+Prepared image data are stored as integer grey levels x in {0, ..., L-1} (L = ``levels``). The
+decoder's likelihood decides what the model sees:
+
+- Bernoulli decoder: binary targets. Training uses dynamic binarization, a fresh Bernoulli draw with
+  p = x/(L-1) at every pass (Burda, Grosse & Salakhutdinov 2016, section 5.1); the test set is
+  binarized once with a fixed seed (Norouzi et al. 2020, Exemplar VAE protocol).
+- Gaussian (or any continuous) decoder: uniform dequantization y = (x + u)/L, u ~ U[0, 1)^D, so that
+  a density on [0, 1)^D can be turned into a bound on the probability of the discrete x
+  (Theis, van den Oord & Bethge 2016, section 3.1); see :func:`dequantization_log_correction`.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+
+def _check_levels(levels: int) -> None:
+    if isinstance(levels, bool) or not isinstance(levels, int | np.integer) or levels < 2:
+        raise ValueError(f"levels={levels!r} is invalid; it must be an integer >= 2")
+
+
+def _check_grey(x, levels: int, name: str = "x") -> None:
+    """Require integer grey levels in [0, levels - 1] (catches already-scaled float inputs)."""
+    if isinstance(x, torch.Tensor):
+        if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+            raise TypeError(f"{name} must hold integer grey levels, got dtype {x.dtype}")
+        lo, hi = (int(x.min()), int(x.max())) if x.numel() else (0, 0)
+    elif isinstance(x, np.ndarray):
+        if not np.issubdtype(x.dtype, np.integer):
+            raise TypeError(f"{name} must hold integer grey levels, got dtype {x.dtype}")
+        lo, hi = (int(x.min()), int(x.max())) if x.size else (0, 0)
+    else:
+        raise TypeError(f"{name} must be a numpy array or torch tensor, got {type(x).__name__}")
+    if lo < 0 or hi > levels - 1:
+        raise ValueError(
+            f"{name} has grey levels {lo}..{hi}, outside 0..{levels - 1} (levels={levels})"
+        )
+
+
+def to_unit(x, levels: int):
+    """Scale grey levels to [0, 1]: x / (levels - 1) as float32 (numpy -> numpy, torch -> torch)."""
+    _check_levels(levels)
+    _check_grey(x, levels)
+    if isinstance(x, torch.Tensor):
+        return x.to(torch.float32) / (levels - 1)
+    return x.astype(np.float32) / np.float32(levels - 1)
+
+
+def dynamic_binarize(
+    x: torch.Tensor, levels: int, generator: torch.Generator | None = None, *, check: bool = True
+) -> torch.Tensor:
+    """Fresh Bernoulli(x / (levels - 1)) draw, float32 in {0, 1} (Burda et al. 2016, sec. 5.1).
+
+    Call once per minibatch with a generator on ``x``'s device; every call draws new samples.
+    ``check=False`` skips the grey-level range check (one device synchronisation per call).
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch tensor, got {type(x).__name__}")
+    _check_levels(levels)
+    if check:
+        _check_grey(x, levels)
+    return torch.bernoulli(x.to(torch.float32) / (levels - 1), generator=generator)
+
+
+def fixed_binarize(x, levels: int, seed: int):
+    """Bernoulli(x / (levels - 1)) drawn once from numpy.random.default_rng(seed); float32 {0, 1}.
+
+    Binarize the whole evaluation set in one call (Exemplar VAE protocol, Norouzi et al. 2020): the
+    noise depends only on (seed, position), so the result is the same for numpy input, CPU or GPU
+    tensors; calling it per minibatch with one seed would reuse the same noise in every batch.
+    """
+    _check_levels(levels)
+    _check_grey(x, levels)
+    is_tensor = isinstance(x, torch.Tensor)
+    grey = x.cpu().numpy() if is_tensor else x
+    u = np.random.default_rng(seed).random(grey.shape, dtype=np.float64)
+    out = (u < grey.astype(np.float64) / (levels - 1)).astype(np.float32)
+    return torch.from_numpy(out).to(x.device) if is_tensor else out
+
+
+@lru_cache(maxsize=32)
+def _bin_bounds(levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per level x, the smallest and largest float32 y with x <= y * levels < x + 1 (exactly).
+
+    Products of a float32 (24-bit significand) and levels < 2**29 are exact in float64.
+    """
+    lower = np.empty(levels, np.float32)
+    upper = np.empty(levels, np.float32)
+    for x in range(levels):
+        lo = np.float32(x / levels)
+        while float(lo) * levels < x:
+            lo = np.nextafter(lo, np.float32(np.inf))
+        hi = np.float32((x + 1) / levels)
+        while float(hi) * levels >= x + 1:
+            hi = np.nextafter(hi, np.float32(-np.inf))
+        lower[x], upper[x] = lo, hi
+    return lower, upper
+
+
+def dequantize(
+    x: torch.Tensor, levels: int, generator: torch.Generator | None = None, *, check: bool = True
+) -> torch.Tensor:
+    """Uniform dequantization y = (x + u) / levels, u ~ U[0, 1), float32 (Theis et al. 2016, 3.1).
+
+    The float32 result is clamped to its level's interval, so y lies in [0, 1) and
+    floor(y * levels) == x holds exactly (float32 rounding could otherwise reach (x + 1)/levels).
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch tensor, got {type(x).__name__}")
+    _check_levels(levels)
+    if check:
+        _check_grey(x, levels)
+    u = torch.rand(x.shape, generator=generator, device=x.device, dtype=torch.float32)
+    y = (x.to(torch.float32) + u) / levels
+    lower, upper = _bin_bounds(int(levels))
+    index = x.to(torch.int64)
+    lo = torch.from_numpy(lower).to(x.device)[index]
+    hi = torch.from_numpy(upper).to(x.device)[index]
+    return torch.minimum(torch.maximum(y, lo), hi)
+
+
+def dequantization_log_correction(dim: int, levels: int) -> float:
+    """D log L nats: the change of variables between [0, 1)^D and the integer grid.
+
+    Let y = (x + u)/L with u ~ U[0, 1)^D, and p a density on [0, 1)^D. The discrete model
+    P(x) = integral of p over the cube [x/L, (x+1)/L)^D, whose volume is L^-D, so Jensen's
+    inequality (Theis, van den Oord & Bethge 2016, section 3.1, rescaled by 1/L) gives
+
+        log P(x) >= E_u[log p((x + u)/L)] - D log L.
+
+    Sign convention: this function returns the positive number D log L. Subtract it from a
+    log-density on [0, 1)^D (equivalently, add it to the negative log-density) to obtain a lower
+    bound on log P(x) (an upper bound on the discrete NLL); bits/dim = (NLL + D log L)/(D ln 2).
+    """
+    _check_levels(levels)
+    if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or dim < 1:
+        raise ValueError(f"dim={dim!r} is invalid; it must be a positive integer")
+    return float(dim) * math.log(levels)
+
+
+def preprocessing_record(kind: str, levels: int | None, dim: int, seed: int) -> dict:
+    """Describe, for the manifest, which preprocessings apply to a data set."""
+    if kind == "continuous":
+        return {
+            "stored": "float32 values, used as they are",
+            "applies": ["none"],
+            "by_decoder": {"gaussian": {"train": "none", "eval": "none"}},
+        }
+    return {
+        "stored": f"uint8 grey levels 0..{levels - 1}, flattened C*H*W row-major",
+        "applies": ["to_unit", "dynamic_binarize", "fixed_binarize", "dequantize"],
+        "functions": {
+            "to_unit": "vaebench.data.preprocess.to_unit: x/(levels-1) in [0, 1]",
+            "dynamic_binarize": "vaebench.data.preprocess.dynamic_binarize: "
+            "Bernoulli(x/(levels-1)), fresh each call (Burda et al. 2016)",
+            "fixed_binarize": "vaebench.data.preprocess.fixed_binarize: Bernoulli(x/(levels-1))"
+            " drawn once with a fixed seed (Exemplar VAE protocol)",
+            "dequantize": "vaebench.data.preprocess.dequantize: (x+u)/levels, u~U[0,1)",
+        },
+        "by_decoder": {
+            "bernoulli": {"train": "dynamic_binarize", "eval": "fixed_binarize",
+                          "fixed_binarize_seed": seed},
+            "gaussian": {"train": "dequantize", "eval": "dequantize",
+                         "log_correction_nats": dequantization_log_correction(dim, levels),
+                         "log_correction": "log P(x) >= log p(y) - D log(levels) "
+                                           "(Theis et al. 2016)"},
+        },
+        "binary_levels": levels == 2,
+    }

@@ -1,0 +1,36 @@
+"""From stored data to model inputs: the preprocessing each likelihood needs, named.
+
+- Bernoulli decoder on grey levels: dynamic binarization in training (a fresh Bernoulli draw
+  each time, Burda et al. 2016), the test set binarized once with a fixed seed.
+- Gaussian decoder on grey levels: uniform dequantization, (x + u) / levels.
+- Continuous data: used as stored.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from vaebench.data import preprocess
+
+
+def preprocessing_name(kind: str, likelihood: str) -> str:
+    if kind != "image":
+        return "none"
+    return "dynamic binarization" if likelihood == "bernoulli" else "uniform dequantization"
+
+
+def model_inputs(x: Tensor, kind: str, levels: int | None, likelihood: str,
+                 generator: torch.Generator) -> Tensor:
+    """Preprocess a batch of stored data for a model with the given likelihood."""
+    if kind != "image":
+        return x.float()
+    if likelihood == "bernoulli":
+        return preprocess.dynamic_binarize(x, levels, generator)
+    return preprocess.dequantize(x, levels, generator)
+
+
+def seeded_generator(seed: int) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed(int(seed))
+    return g

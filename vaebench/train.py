@@ -1,0 +1,160 @@
+"""The train stage's logic: Adam on minibatches drawn by index from in-memory tensors.
+
+Checkpoints are written atomically every epoch; a restarted run resumes from the last one
+(when its fingerprint, the hash of everything that determines the model, still matches).
+A NaN or infinite loss stops training with ``TrainingDiverged``; the last good checkpoint stays.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import kernels
+from vaebench.inputs import model_inputs, seeded_generator
+from vaebench.models import DataInfo, GaussianLatentModel, build_model
+
+VAL_SEED_STREAM = 1
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0
+    step: int = 0
+    seconds: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def atomic_write_bytes(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` then rename tmp onto ``path``: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, lambda p: p.write_text(json.dumps(obj, indent=2, sort_keys=True)))
+
+
+def data_info(bundle) -> DataInfo:
+    return DataInfo(dim=bundle.dim, image_shape=bundle.image_shape, kind=bundle.kind,
+                    n_classes=bundle.n_classes, size=len(bundle.x_train))
+
+
+def as_tensors(x: np.ndarray, y: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return torch.from_numpy(np.ascontiguousarray(x)), (
+        None if y is None else torch.from_numpy(np.ascontiguousarray(y)).long())
+
+
+@torch.no_grad()
+def evaluate_split(model: GaussianLatentModel, x: torch.Tensor, y: torch.Tensor | None,
+                   kind: str, levels: int | None, seed: int, batch_size: int = 1000
+                   ) -> dict[str, float]:
+    """Mean ELBO, reconstruction and KL (nats per point), one draw per point, fixed seeds."""
+    model.eval()
+    gen = seeded_generator(seed)
+    sums: dict[str, float] = {}
+    for i, start in enumerate(range(0, len(x), batch_size)):
+        xb = model_inputs(x[start:start + batch_size], kind, levels, model.likelihood, gen)
+        yb = None if y is None else y[start:start + batch_size]
+        _, stats = model.objective(xb, yb, kernels.step_seed(seed, i, VAL_SEED_STREAM))
+        for k, v in stats.items():
+            sums[k] = sums.get(k, 0.0) + float(v.sum())
+    model.train()
+    return {k: v / len(x) for k, v in sums.items()}
+
+
+def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
+          progress: bool = True, on_epoch: Callable[[int], None] | None = None
+          ) -> tuple[GaussianLatentModel, TrainState]:
+    """Train ``spec`` on ``bundle``; write ``out_dir/checkpoint.pt`` every epoch."""
+    cfg = spec.train
+    seed = spec.study.seed
+    torch.manual_seed(seed)
+    model = build_model(spec.model, cfg, data_info(bundle), backend=spec.study.backend)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    gen = seeded_generator(seed)
+    state = TrainState()
+    ckpt_path = out_dir / "checkpoint.pt"
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, weights_only=False)
+        if ckpt.get("fingerprint") == fingerprint:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            gen.set_state(ckpt["generator"])
+            state = TrainState(**ckpt["state"])
+
+    x_train, y_train = as_tensors(bundle.x_train, bundle.y_train)
+    x_val, y_val = as_tensors(bundle.x_val, bundle.y_val)
+    n = len(x_train)
+    bs = min(cfg.batch_size, n)
+    steps_per_epoch = n // bs  # drop the ragged last batch: every step sees bs points
+    model.train()
+    bar = tqdm(range(state.epoch, cfg.epochs), initial=state.epoch, total=cfg.epochs,
+               desc=spec.run_id, disable=not progress, unit="epoch", leave=False)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, generator=gen)
+        sums: dict[str, float] = {}
+        for b in range(steps_per_epoch):
+            idx = perm[b * bs:(b + 1) * bs]
+            xb = model_inputs(x_train[idx], bundle.kind, bundle.levels, model.likelihood, gen)
+            yb = None if y_train is None else y_train[idx]
+            obj, stats = model.objective(xb, yb, kernels.step_seed(seed, state.step))
+            loss = -obj.mean()
+            if not math.isfinite(loss.item()):
+                raise TrainingDiverged(
+                    f"{spec.run_id}: loss is {loss.item()} at epoch {epoch + 1}, step "
+                    f"{state.step}; the last good checkpoint (epoch {state.epoch}) is kept")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            state.step += 1
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach().mean())
+        state.seconds += time.perf_counter() - t0
+        row = {f"train_{k}": v / steps_per_epoch for k, v in sums.items()}
+        val = evaluate_split(model, x_val, y_val, bundle.kind, bundle.levels, seed + 1)
+        row.update({f"val_{k}": v for k, v in val.items()})
+        row["epoch"] = epoch + 1
+        row["seconds"] = state.seconds
+        state.history.append(row)
+        state.epoch = epoch + 1
+        tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
+        ckpt = {"fingerprint": fingerprint, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "generator": gen.get_state(),
+                "state": state.__dict__}
+        atomic_write_bytes(ckpt_path, lambda p, c=ckpt: torch.save(c, p))
+        bar.set_postfix(val_elbo=f"{val['elbo']:.2f}")
+        if on_epoch is not None:
+            on_epoch(epoch + 1)
+    model.eval()
+    return model, state
+
+
+def load_trained(spec, bundle, out_dir: Path) -> tuple[GaussianLatentModel, dict]:
+    """The trained model from ``out_dir/checkpoint.pt`` (for the evaluate stage)."""
+    ckpt = torch.load(out_dir / "checkpoint.pt", weights_only=False)
+    torch.manual_seed(spec.study.seed)
+    model = build_model(spec.model, spec.train, data_info(bundle), backend=spec.study.backend)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model, ckpt["state"]

@@ -8,8 +8,17 @@ from __future__ import annotations
 
 import typer
 
-from pipelines.common import RUNS, ROOT, fail, guarded, load_bundle, params_or_exit, read_json
-from pipelines.common import setup_torch, tracker_for
+from pipelines.common import (
+    ROOT,
+    RUNS,
+    fail,
+    guarded,
+    load_bundle,
+    params_or_exit,
+    read_json,
+    setup_torch,
+    tracker_for,
+)
 
 app = typer.Typer(add_completion=False)
 
@@ -60,7 +69,7 @@ def main(model: str, dataset: str,
     resume = read_json(mlflow_info).get("run_id") if mlflow_info.exists() else None
     from vaebench.tracking import standard_tags
 
-    tracker.start(spec.run_id, {}, standard_tags(ROOT, bundle.manifest.get("sha256", ""),
+    tracker.start(spec.run_id, {}, standard_tags(ROOT, bundle.manifest.get("arrays", {}).get("sha256", ""),
                                                  trained.backend, spec.run_id), resume_id=resume)
     tracker.log_metrics(_numeric(result.metrics))
     for path in [*pictures, out / "metrics.json", train_dir / "train.json"]:

@@ -9,8 +9,17 @@ import sys
 
 import typer
 
-from pipelines.common import RUNS, ROOT, fail, guarded, load_bundle, params_or_exit, read_json
-from pipelines.common import setup_torch, tracker_for
+from pipelines.common import (
+    ROOT,
+    RUNS,
+    fail,
+    guarded,
+    load_bundle,
+    params_or_exit,
+    read_json,
+    setup_torch,
+    tracker_for,
+)
 
 app = typer.Typer(add_completion=False)
 
@@ -32,7 +41,7 @@ def main(model: str, dataset: str,
     from vaebench.train import TrainingDiverged, atomic_write_json, train
 
     out = RUNS / spec.run_id / "train"
-    checksum = bundle.manifest.get("sha256", "")
+    checksum = bundle.manifest.get("arrays", {}).get("sha256", "")
     fingerprint = spec.fingerprint(checksum)
     meta_path = out / "train.json"
     resume_id = None

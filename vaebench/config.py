@@ -14,8 +14,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt,
-                      ValidationError, field_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+)
 
 from vaebench import models as model_registry
 
@@ -106,24 +113,6 @@ class Params(_Strict):
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
     theory: TheoryConfig = Field(default_factory=TheoryConfig)
 
-    @field_validator("data")
-    @classmethod
-    def _data(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        from vaebench import data as data_registry
-
-        for name, block in v.items():
-            _choice("dataset", name, DATASET_NAMES)
-            data_registry.config_class(name).model_validate(block or {})
-        return v
-
-    @field_validator("train")
-    @classmethod
-    def _train(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        for name, block in v.items():
-            model_registry.config_class(_choice("model", name, MODEL_NAMES)).model_validate(
-                block or {})
-        return v
-
 
 def _one_line(err: ValidationError, prefix: str) -> str:
     e = err.errors()[0]
@@ -137,11 +126,30 @@ def _one_line(err: ValidationError, prefix: str) -> str:
     return f"{key}: {msg} (got {e.get('input')!r})"
 
 
+def _validate_block(cls: type[BaseModel], block: Any, prefix: str) -> BaseModel:
+    try:
+        return cls.model_validate(block or {})
+    except ValidationError as err:
+        raise ConfigError(_one_line(err, prefix)) from None
+
+
 def parse_params(raw: dict[str, Any]) -> Params:
     try:
         params = Params.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_one_line(err, "")) from None
+    from vaebench import data as data_registry
+
+    for name, block in params.data.items():
+        if name not in DATASET_NAMES:
+            raise ConfigError(f"data.{name}: unknown dataset {name!r}; valid choices: "
+                              + ", ".join(DATASET_NAMES))
+        _validate_block(data_registry.config_class(name), block, f"data.{name}")
+    for name, block in params.train.items():
+        if name not in MODEL_NAMES:
+            raise ConfigError(f"train.{name}: unknown model {name!r}; valid choices: "
+                              + ", ".join(MODEL_NAMES))
+        _validate_block(model_registry.config_class(name), block, f"train.{name}")
     for name in [*params.study.models, params.sweep.model]:
         if name not in params.train:
             raise ConfigError(f"train.{name}: missing required key (model {name!r} is in the "
@@ -210,10 +218,7 @@ def run_spec(params: Params, model: str, dataset: str, beta: float | None = None
                               + ", ".join(n for n, (c, _) in model_registry.MODELS.items()
                                           if "beta" in c.model_fields))
         block["beta"] = beta
-    try:
-        train_cfg = cls.model_validate(block)
-    except ValidationError as err:
-        raise ConfigError(_one_line(err, f"train.{model}")) from None
+    train_cfg = _validate_block(cls, block, f"train.{model}")
     return RunSpec(run_id(model, dataset, beta), model, dataset, train_cfg,
                    dict(params.data[dataset] or {}), params.study, params.evaluate, params.theory)
 

@@ -17,12 +17,11 @@ from torch import Tensor
 
 import kernels
 from vaebench import estimators
-from vaebench.inputs import model_inputs, preprocessing_name, seeded_generator
+from vaebench.inputs import fixed_inputs, preprocessing_name, seeded_generator
 from vaebench.models import GaussianLatentModel
 from vaebench.objectives import log_importance_weights
 from vaebench.theory import checks
 
-TEST_SEED_OFFSET = 2  # the fixed binarization / dequantization of the test set
 STREAM_ELBO, STREAM_ELBO_LARGE, STREAM_IW, STREAM_MI = 10, 11, 12, 13
 
 
@@ -32,12 +31,6 @@ class Evaluation:
     records: list[dict[str, Any]]
     arrays: dict[str, Any] = field(default_factory=dict)
     images: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-def fixed_inputs(bundle, x: np.ndarray, likelihood: str, seed: int) -> Tensor:
-    gen = seeded_generator(seed + TEST_SEED_OFFSET)
-    return model_inputs(torch.from_numpy(np.ascontiguousarray(x)), bundle.kind, bundle.levels,
-                        likelihood, gen)
 
 
 def _labels(y: np.ndarray | None, n: int | None = None) -> Tensor | None:

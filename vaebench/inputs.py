@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -34,3 +35,13 @@ def seeded_generator(seed: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(int(seed))
     return g
+
+
+TEST_SEED_OFFSET = 2  # the fixed binarization / dequantization of held-out data
+
+
+def fixed_inputs(bundle, x: np.ndarray, likelihood: str, seed: int) -> Tensor:
+    """Held-out data preprocessed once with a fixed seed (the test set binarized once)."""
+    gen = seeded_generator(seed + TEST_SEED_OFFSET)
+    return model_inputs(torch.from_numpy(np.ascontiguousarray(x)), bundle.kind, bundle.levels,
+                        likelihood, gen)

@@ -83,7 +83,7 @@ def evaluate_split(model: GaussianLatentModel, x: torch.Tensor, y: torch.Tensor 
 
 
 def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
-          progress: bool = True, on_epoch: Callable[[int], None] | None = None
+          progress: bool = True, on_epoch: Callable[[TrainState], None] | None = None
           ) -> tuple[GaussianLatentModel, TrainState]:
     """Train ``spec`` on ``bundle``; write ``out_dir/checkpoint.pt`` every epoch."""
     cfg = spec.train
@@ -145,7 +145,7 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
         atomic_write_bytes(ckpt_path, lambda p, c=ckpt: torch.save(c, p))
         bar.set_postfix(val_elbo=f"{val['elbo']:.2f}")
         if on_epoch is not None:
-            on_epoch(epoch + 1)
+            on_epoch(state)
     model.eval()
     return model, state
 

@@ -114,7 +114,8 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     with zipfile.ZipFile(buffer, "w", allowZip64=True) as archive:
         for key in sorted(arrays):
             member = io.BytesIO()
-            np.lib.format.write_array(member, np.ascontiguousarray(arrays[key]), allow_pickle=False)
+            array = np.asarray(arrays[key])  # (np.ascontiguousarray would turn 0-d into 1-d)
+            np.lib.format.write_array(member, np.copy(array, order="C"), allow_pickle=False)
             info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_EPOCH)
             info.external_attr = 0o644 << 16
             archive.writestr(info, member.getvalue(), zipfile.ZIP_DEFLATED, compresslevel=1)

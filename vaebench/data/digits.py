@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import sklearn
-from sklearn.datasets import load_digits
 
 from vaebench.data.bundle import Built
 from vaebench.data.fetch import sha256_bytes
@@ -15,6 +13,9 @@ LEVELS = 17
 
 def build(cfg) -> Built:
     """Stratified train/val/test split of ``load_digits()`` (offline, bundled with scikit-learn)."""
+    import sklearn  # imported here: importing scikit-learn takes about 1.5 s
+    from sklearn.datasets import load_digits
+
     data = load_digits()
     x, y = np.asarray(data.data), np.asarray(data.target)
     if not (np.all(x == np.round(x)) and x.min() >= 0 and x.max() <= LEVELS - 1):

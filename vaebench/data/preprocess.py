@@ -14,10 +14,22 @@ decoder's likelihood decides what the model sees:
 from __future__ import annotations
 
 import math
+import sys
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions that need it, so that preparing data (which never
+# touches torch) does not pay for importing it.
+
+
+def _is_tensor(x) -> bool:
+    torch = sys.modules.get("torch")  # an object cannot be a tensor unless torch is imported
+    return torch is not None and isinstance(x, torch.Tensor)
 
 
 def _check_levels(levels: int) -> None:
@@ -27,7 +39,9 @@ def _check_levels(levels: int) -> None:
 
 def _check_grey(x, levels: int, name: str = "x") -> None:
     """Require integer grey levels in [0, levels - 1] (catches already-scaled float inputs)."""
-    if isinstance(x, torch.Tensor):
+    if _is_tensor(x):
+        import torch
+
         if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
             raise TypeError(f"{name} must hold integer grey levels, got dtype {x.dtype}")
         lo, hi = (int(x.min()), int(x.max())) if x.numel() else (0, 0)
@@ -47,7 +61,9 @@ def to_unit(x, levels: int):
     """Scale grey levels to [0, 1]: x / (levels - 1) as float32 (numpy -> numpy, torch -> torch)."""
     _check_levels(levels)
     _check_grey(x, levels)
-    if isinstance(x, torch.Tensor):
+    if _is_tensor(x):
+        import torch
+
         return x.to(torch.float32) / (levels - 1)
     return x.astype(np.float32) / np.float32(levels - 1)
 
@@ -60,8 +76,10 @@ def dynamic_binarize(
     Call once per minibatch with a generator on ``x``'s device; every call draws new samples.
     ``check=False`` skips the grey-level range check (one device synchronisation per call).
     """
-    if not isinstance(x, torch.Tensor):
+    if not _is_tensor(x):
         raise TypeError(f"x must be a torch tensor, got {type(x).__name__}")
+    import torch
+
     _check_levels(levels)
     if check:
         _check_grey(x, levels)
@@ -77,11 +95,16 @@ def fixed_binarize(x, levels: int, seed: int):
     """
     _check_levels(levels)
     _check_grey(x, levels)
-    is_tensor = isinstance(x, torch.Tensor)
-    grey = x.cpu().numpy() if is_tensor else x
+    if not _is_tensor(x):
+        return _bernoulli_once(x, levels, seed)
+    import torch
+
+    return torch.from_numpy(_bernoulli_once(x.cpu().numpy(), levels, seed)).to(x.device)
+
+
+def _bernoulli_once(grey: np.ndarray, levels: int, seed: int) -> np.ndarray:
     u = np.random.default_rng(seed).random(grey.shape, dtype=np.float64)
-    out = (u < grey.astype(np.float64) / (levels - 1)).astype(np.float32)
-    return torch.from_numpy(out).to(x.device) if is_tensor else out
+    return (u < grey.astype(np.float64) / (levels - 1)).astype(np.float32)
 
 
 @lru_cache(maxsize=32)
@@ -111,8 +134,10 @@ def dequantize(
     The float32 result is clamped to its level's interval, so y lies in [0, 1) and
     floor(y * levels) == x holds exactly (float32 rounding could otherwise reach (x + 1)/levels).
     """
-    if not isinstance(x, torch.Tensor):
+    if not _is_tensor(x):
         raise TypeError(f"x must be a torch tensor, got {type(x).__name__}")
+    import torch
+
     _check_levels(levels)
     if check:
         _check_grey(x, levels)

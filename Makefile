@@ -1,0 +1,45 @@
+# One-command entry points. `make study` and `make test` set everything up on a fresh machine.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export DVC_NO_ANALYTICS := 1
+export TORCHINDUCTOR_CACHE_DIR ?= $(abspath .cache/inductor)
+# torch 2.13.0's CPU build lies on disk on the reference machine; a looser spec would pull a
+# multi-GB CUDA build. Override with `make TORCH_SPEC='torch>=2.4' ...` elsewhere.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: setup study test ui bench-kernels bench-train lint clean-study
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@command -v python3 >/dev/null || { echo "error: python3 (>= 3.11) is required"; exit 1; }
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test,triton]"
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1)) \
+	  || echo "note: dataset-fashion-mnist not installed; the data stage will try the official download"; fi
+	touch $@
+
+study: setup
+	@test -d .dvc || dvc init -q $$(git rev-parse --git-dir >/dev/null 2>&1 || echo --no-scm)
+	dvc repro
+
+test: setup
+	$(PY) -m pytest -q
+
+ui: setup
+	mlflow ui --backend-store-uri sqlite:///$(abspath mlflow.db) --host 127.0.0.1 --port 5000 --workers 1
+
+bench-kernels: setup
+	$(PY) -m pytest kernels/bench -q --benchmark-only --benchmark-enable -p no:cacheprovider
+
+bench-train: setup
+	$(PY) -m benchmarks.train_throughput
+
+lint: setup
+	$(VENV)/bin/ruff check .

@@ -1,0 +1,136 @@
+"""Preprocessing: scaling, dynamic/fixed binarization, dequantization and its log correction."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate
+from scipy.stats import beta
+
+from vaebench.data import preprocess as pp
+
+Z_STAR = 5.0  # Bonferroni-safe bound for the few hundred z-scores below
+
+
+def levels_grid(levels: int, repeats: int) -> torch.Tensor:
+    """Every grey level, ``repeats`` times: shape (repeats, levels), uint8."""
+    return torch.arange(levels, dtype=torch.uint8).repeat(repeats, 1)
+
+
+@pytest.mark.parametrize("levels", [2, 17, 256])
+def test_to_unit_is_x_over_levels_minus_one(levels):
+    x = np.arange(levels, dtype=np.uint8)
+    expected = np.arange(levels, dtype=np.float64) / (levels - 1)
+    got = pp.to_unit(x, levels)
+    assert got.dtype == np.float32 and np.allclose(got, expected, rtol=0, atol=1e-7)
+    assert got[0] == 0.0 and got[-1] == 1.0
+    t = pp.to_unit(torch.from_numpy(x), levels)
+    assert t.dtype == torch.float32 and np.array_equal(t.numpy(), got)
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(TypeError, match="x must hold integer grey levels, got dtype float32"):
+        pp.to_unit(np.zeros(3, np.float32), 256)
+    with pytest.raises(ValueError, match=r"grey levels 0\.\.20, outside 0\.\.16 \(levels=17\)"):
+        pp.to_unit(np.array([0, 20]), 17)
+    with pytest.raises(ValueError, match="levels=1 is invalid"):
+        pp.dynamic_binarize(torch.zeros(3, dtype=torch.uint8), 1)
+    with pytest.raises(TypeError, match="x must be a torch tensor, got ndarray"):
+        pp.dequantize(np.zeros(3, np.uint8), 256)
+
+
+@pytest.mark.parametrize("levels", [17, 256])
+def test_dynamic_binarization_mean_and_freshness(levels):
+    n = 4000
+    x = levels_grid(levels, n)
+    gen = torch.Generator().manual_seed(0)
+    b1 = pp.dynamic_binarize(x, levels, gen)
+    b2 = pp.dynamic_binarize(x, levels, gen)
+    assert b1.dtype == torch.float32 and set(torch.unique(b1).tolist()) <= {0.0, 1.0}
+    p = np.arange(levels) / (levels - 1)
+    for b in (b1, b2):
+        mean = b.double().mean(0).numpy()
+        se = np.sqrt(np.clip(p * (1 - p), 1e-12, None) / n)
+        assert np.all(np.abs(mean - p) <= Z_STAR * se + 1e-12)  # exact at p = 0 and p = 1
+    # a fresh draw each call: the two binarizations disagree where 0 < p < 1
+    interior = (x > 0) & (x < levels - 1)
+    disagree = (b1 != b2)[interior].double().mean().item()
+    expected = float(np.mean(2 * p[1:-1] * (1 - p[1:-1])))
+    assert abs(disagree - expected) < 0.02
+    # reproducible from the generator's seed
+    again = pp.dynamic_binarize(x, levels, torch.Generator().manual_seed(0))
+    assert torch.equal(again, b1)
+
+
+def test_fixed_binarization_is_fixed_and_device_independent():
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (500, 784), dtype=np.uint8)
+    a = pp.fixed_binarize(x, 256, seed=9)
+    assert np.array_equal(a, pp.fixed_binarize(x, 256, seed=9))
+    assert not np.array_equal(a, pp.fixed_binarize(x, 256, seed=10))
+    t = pp.fixed_binarize(torch.from_numpy(x), 256, seed=9)
+    assert isinstance(t, torch.Tensor) and np.array_equal(t.numpy(), a)
+    # its mean is x/255 up to binomial noise (pooled over pixels sharing a level)
+    p = x / 255.0
+    z = (a.sum() - p.sum()) / np.sqrt((p * (1 - p)).sum())
+    assert abs(z) < Z_STAR
+    assert a[x == 0].max() == 0.0 and a[x == 255].min() == 1.0
+
+
+@pytest.mark.parametrize("levels", [2, 17, 256])
+def test_dequantize_stays_in_its_bin(levels):
+    n = 3000
+    x = levels_grid(levels, n)
+    y = pp.dequantize(x, levels, torch.Generator().manual_seed(3))
+    assert y.dtype == torch.float32
+    y64 = y.double()
+    assert (y64 >= 0).all() and (y64 < 1).all()
+    assert torch.equal(torch.floor(y64 * levels), x.double())
+    # the offset u = y * levels - x is U[0, 1): mean 1/2, variance 1/12
+    u = (y64 * levels - x.double()).flatten().numpy()
+    assert abs(u.mean() - 0.5) < Z_STAR * np.sqrt(1 / 12 / u.size)
+    assert abs(u.var() - 1 / 12) < Z_STAR * np.sqrt(1 / 180 / u.size)
+
+
+def test_dequantize_clamps_the_float32_rounding_edge(monkeypatch):
+    """u just below 1 makes (255 + u)/256 round to exactly 1.0 in float32; it must stay in bin."""
+    below_one = float(np.nextafter(np.float32(1), np.float32(0)))
+    monkeypatch.setattr(torch, "rand", lambda shape, **kw: torch.full(shape, below_one))
+    for levels in (2, 17, 256, 65536):
+        x = torch.arange(levels, dtype=torch.int64) if levels < 65536 else torch.tensor([65535])
+        y = pp.dequantize(x, levels).double()
+        assert (y < 1).all() and torch.equal(torch.floor(y * levels), x.double())
+    monkeypatch.setattr(torch, "rand", lambda shape, **kw: torch.zeros(shape))
+    x = torch.arange(17)
+    assert torch.equal(torch.floor(pp.dequantize(x, 17).double() * 17), x.double())
+
+
+def test_bin_bounds_are_tight():
+    for levels in (17, 256):
+        lower, upper = pp._bin_bounds(levels)
+        for x in range(levels):
+            lo, hi = float(lower[x]), float(upper[x])
+            assert x <= lo * levels and hi * levels < x + 1
+            assert float(np.nextafter(lower[x], np.float32(-1))) * levels < x
+            assert float(np.nextafter(upper[x], np.float32(2))) * levels >= x + 1
+
+
+def test_dequantization_log_correction_bound():
+    """log P(x) >= E_u log p((x + u)/L) - log L for a 1-D density p on [0, 1), with equality for
+    the uniform density (Theis et al. 2016); P(x) is p's mass on [x/L, (x+1)/L)."""
+    assert pp.dequantization_log_correction(784, 256) == pytest.approx(784 * math.log(256))
+    assert pp.dequantization_log_correction(3 * 32 * 32, 256) / (3072 * math.log(2)) == 8.0
+    levels = 17
+    density = beta(2.0, 3.0)
+    for x in range(levels):
+        mass = density.cdf((x + 1) / levels) - density.cdf(x / levels)
+        mean_log_density = integrate.quad(lambda u, x=x: density.logpdf((x + u) / levels), 0, 1)[0]
+        bound = mean_log_density - pp.dequantization_log_correction(1, levels)
+        assert math.log(mass) >= bound
+    # uniform density: p = 1, P(x) = 1/L, the bound is an equality in D dimensions
+    assert -pp.dequantization_log_correction(5, levels) == pytest.approx(5 * math.log(1 / levels))
+    with pytest.raises(ValueError, match="dim=0 is invalid"):
+        pp.dequantization_log_correction(0, 256)

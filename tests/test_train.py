@@ -1,0 +1,126 @@
+"""The training loop: same seed -> same metrics, crash -> resume to the same result, NaN -> stop."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from vaebench import data
+from vaebench.config import parse_params, run_spec
+from vaebench.tracking import NullTracker
+from vaebench.train import TrainingDiverged, load_trained, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "digits"
+    data.prepare("digits", {}, out)
+    return data.load(out)
+
+
+def spec_for(model: str = "vae", seed: int = 0, epochs: int = 3, **train):
+    raw = yaml.safe_load((ROOT / "presets" / "tiny.yaml").read_text())
+    raw["study"]["seed"] = seed
+    raw["study"]["backend"] = "eager"
+    raw["train"][model] = {**raw["train"][model], "epochs": epochs, **train}
+    return run_spec(parse_params(raw), model, "digits")
+
+
+def test_same_seed_same_metrics_other_seed_differs(digits, tmp_path):
+    hists = []
+    for i, seed in enumerate([0, 0, 1]):
+        spec = spec_for(seed=seed)
+        _, state = train(spec, digits, tmp_path / f"r{i}", NullTracker(), "fp", progress=False)
+        hists.append([{k: v for k, v in row.items() if k != "seconds"} for row in state.history])
+    assert hists[0] == hists[1]
+    assert hists[0] != hists[2]
+
+
+def test_crash_then_resume_matches_uninterrupted(digits, tmp_path):
+    spec = spec_for(epochs=4)
+    _, full = train(spec, digits, tmp_path / "full", NullTracker(), "fp", progress=False)
+
+    def crash(state):
+        if state.epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(spec, digits, tmp_path / "resumed", NullTracker(), "fp", progress=False,
+              on_epoch=crash)
+    ckpt = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    assert ckpt["state"]["epoch"] == 2
+    tracker = NullTracker()
+    _, resumed = train(spec, digits, tmp_path / "resumed", tracker, "fp", progress=False)
+    assert [s for s, _ in tracker.metrics] == [3, 4]  # only the missing epochs ran
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in full.history]
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in resumed.history] == strip
+    # a checkpoint with another fingerprint (changed params) is not resumed
+    tracker = NullTracker()
+    train(spec, digits, tmp_path / "resumed", tracker, "other", progress=False)
+    assert [s for s, _ in tracker.metrics] == [1, 2, 3, 4]
+    model, state = load_trained(spec, digits, tmp_path / "resumed")
+    assert state["epoch"] == 4
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(digits, tmp_path, monkeypatch):
+    spec = spec_for(epochs=3)
+    from vaebench.models.vae import VAE
+
+    original = VAE.objective
+    calls = {"n": 0}
+    steps_per_epoch = len(digits.x_train) // spec.train.batch_size
+
+    def poisoned(self, x, y, seed):
+        obj, stats = original(self, x, y, seed)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] > steps_per_epoch + 3:  # inside the second epoch
+                obj = obj * math.nan
+        return obj, stats
+
+    monkeypatch.setattr(VAE, "objective", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"loss is nan at epoch 2.*epoch 1\) is kept"):
+        train(spec, digits, tmp_path, NullTracker(), "fp", progress=False)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert ckpt["state"]["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
+
+
+def test_nan_marks_the_mlflow_run_failed(digits, tmp_path, monkeypatch):
+    """Through the stage entry point, with a real MLflow store."""
+    import pipelines.common as common
+    import pipelines.train as stage
+    from typer.testing import CliRunner
+
+    from vaebench.models.vae import VAE
+
+    (tmp_path / "params.yaml").write_text((ROOT / "presets" / "tiny.yaml").read_text())
+    data.prepare("digits", {}, tmp_path / "data" / "digits")
+    for mod in (common, stage):
+        monkeypatch.setattr(mod, "ROOT", tmp_path, raising=False)
+        monkeypatch.setattr(mod, "RUNS", tmp_path / "runs", raising=False)
+    monkeypatch.setattr(common, "DATA", tmp_path / "data")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.delenv("VAEBENCH_NO_TRACK", raising=False)
+    original = VAE.objective
+
+    def poisoned(self, x, y, seed):
+        obj, stats = original(self, x, y, seed)
+        return (obj * math.nan if self.training else obj), stats
+
+    monkeypatch.setattr(VAE, "objective", poisoned)
+    result = CliRunner().invoke(stage.app, ["vae", "digits"])
+    assert result.exit_code == 1
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([exp.experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert runs[0].info.run_name == "vae-digits"

@@ -93,7 +93,7 @@ def main(epochs: int = 3, seed: int = 0, out: Path = ROOT / "reports" / "benchma
         "arch": "mlp", "hidden": [400], "latent_dim": 20, "epochs": epochs,
         "batch_size": 128, "lr": 1e-3}}})
     spec = run_spec(params, "vae", "fashion-mnist")
-    x_test = fixed_inputs(bundle, bundle.x_test, "bernoulli", seed)
+    x_test = fixed_inputs(bundle, bundle.x_test, "bernoulli")
 
     # -- the baseline ----------------------------------------------------------------------
     torch.manual_seed(seed)

@@ -110,18 +110,23 @@ def write_report(params, runs, reports_dir: Path):
     return theory
 
 
-@app.command()
-def main(params_file: str = typer.Option("params.yaml", "--params")) -> None:
+def report_stage(params_file: str | Path, runs_dir: Path, reports_dir: Path) -> None:
+    """The whole stage: read, judge, write; exit 2 on bad input, 1 when a check fails."""
     from vaebench.report import declared_runs, failure_line
 
     params = params_or_exit(params_file)
-    runs = guarded(lambda: read_runs(RUNS, declared_runs(params)))
-    theory = guarded(lambda: write_report(params, runs, REPORTS))
+    runs = guarded(lambda: read_runs(runs_dir, declared_runs(params)))
+    theory = guarded(lambda: write_report(params, runs, reports_dir))
     line = failure_line(theory)
     if line:
         fail(line, code=1)
     typer.echo(f"report: {len(runs)} runs, {theory.n_passed}/{len(theory.checks)} theory checks "
-               f"pass (z* = {theory.z_star:.3f} over m = {theory.m}); wrote {REPORTS}")
+               f"pass (z* = {theory.z_star:.3f} over m = {theory.m}); wrote {reports_dir}")
+
+
+@app.command()
+def main(params_file: str = typer.Option("params.yaml", "--params")) -> None:
+    report_stage(params_file, RUNS, REPORTS)
 
 
 if __name__ == "__main__":

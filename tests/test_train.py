@@ -94,10 +94,10 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(digits, tmp_path, monkeyp
 
 def test_nan_marks_the_mlflow_run_failed(digits, tmp_path, monkeypatch):
     """Through the stage entry point, with a real MLflow store."""
-    import pipelines.common as common
-    import pipelines.train as stage
     from typer.testing import CliRunner
 
+    import pipelines.common as common
+    import pipelines.train as stage
     from vaebench.models.vae import VAE
 
     (tmp_path / "params.yaml").write_text((ROOT / "presets" / "tiny.yaml").read_text())

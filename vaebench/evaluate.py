@@ -100,7 +100,7 @@ def evaluate(spec, bundle, model: GaussianLatentModel, train_state: dict) -> Eva
     bs = cfg.batch_size
     run = spec.run_id
     lik = model.likelihood
-    x = fixed_inputs(bundle, bundle.x_test, lik, seed)
+    x = fixed_inputs(bundle, bundle.x_test, lik)
     y = _labels(bundle.y_test) if model.n_classes else None
     n, d = x.shape
     metrics: dict[str, Any] = {
@@ -218,7 +218,7 @@ def linear_theory(spec, bundle, model, x_test: Tensor, elbo_mc: Tensor, seed: in
         checks.linear_elbo_check(run, elbo_mc.double(), elbo_test),
         checks.decomposition_check(run, elbo_test, kl_post, log_px),
     ]
-    x_train = fixed_inputs(bundle, bundle.x_train, "gaussian", seed).double()
+    x_train = fixed_inputs(bundle, bundle.x_train, "gaussian").double()
     fit = ppca.ppca_ml(x_train, model.latent_dim)
     elbo_train = linear_vae.linear_vae_elbo(x_train, p["W"], p["mu"], p["sigma2"], p["V"],
                                             p["b"], p["D"])["elbo"].mean()
@@ -258,7 +258,7 @@ def disentanglement(spec, bundle, model, seed: int) -> dict[str, Any]:
     from vaebench import metrics as dm
 
     n = min(spec.evaluate.disentanglement_points, len(bundle.x_train))
-    x = fixed_inputs(bundle, bundle.x_train[:n], model.likelihood, seed + 5)
+    x = fixed_inputs(bundle, bundle.x_train[:n], model.likelihood)
     y = _labels(bundle.y_train, n) if model.n_classes else None
     codes = encode_all(model, x, y, spec.evaluate.batch_size)[0].numpy().astype(np.float64)
     factors = np.asarray(bundle.factors_train[:n])
@@ -341,7 +341,7 @@ def latent_order(model, x: Tensor, y: Tensor | None) -> list[int]:
 def factor_traversals(bundle, model, x, y, mu0, steps) -> dict[str, np.ndarray]:
     """One traversal row per ground-truth factor, along the latent most related to it."""
     n = min(4000, len(bundle.x_train))
-    codes = encode_all(model, fixed_inputs(bundle, bundle.x_train[:n], model.likelihood, 0),
+    codes = encode_all(model, fixed_inputs(bundle, bundle.x_train[:n], model.likelihood),
                        _labels(bundle.y_train, n) if model.n_classes else None, 1000)[0]
     factors = np.asarray(bundle.factors_train[:n])
     rows = []

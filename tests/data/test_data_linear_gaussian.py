@@ -63,6 +63,7 @@ def test_manifest_log_likelihood_is_exact(bundle):
     reference = multivariate_normal(mean=mu, cov=c).logpdf(bundle.x_test.astype(np.float64))
     true_model = bundle.manifest["true_model"]
     assert true_model["mean_test_log_likelihood"] == pytest.approx(reference.mean(), rel=1e-12)
+    assert bundle.manifest["test_loglik_true_model"] == true_model["mean_test_log_likelihood"]
     assert np.allclose(ppca_log_likelihood(bundle.x_val, w, mu, sigma2),
                        multivariate_normal(mean=mu, cov=c).logpdf(bundle.x_val.astype(np.float64)))
     # -2 log p(x) - const is chi-square with d degrees of freedom: Var log p(x) = d / 2

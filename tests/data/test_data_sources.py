@@ -108,9 +108,14 @@ def test_mnist_prepare_from_verified_cache(monkeypatch, data_root, tmp_path, idx
     assert np.array_equal(bundle.y_test, arrays["t10k-labels"])
     # train and val partition the official training set, rows keep their labels
     flat = arrays["train-images"].reshape(N_TRAIN, 784)
-    for x, y in ((bundle.x_train, bundle.y_train), (bundle.x_val, bundle.y_val)):
-        rows = [int(np.flatnonzero((flat == row).all(axis=1))[0]) for row in x]
-        assert np.array_equal(y, arrays["train-labels"][rows])
+    picked = {}
+    for split, x, y in (("train", bundle.x_train, bundle.y_train),
+                        ("val", bundle.x_val, bundle.y_val)):
+        picked[split] = [int(np.flatnonzero((flat == row).all(axis=1))[0]) for row in x]
+        assert np.array_equal(y, arrays["train-labels"][picked[split]])
+    # val = the last val_size entries of the seeded permutation, kept in file order
+    permutation = np.random.default_rng(3).permutation(N_TRAIN)
+    assert picked["val"] == sorted(permutation[-6:].tolist())
     both = np.concatenate([bundle.x_train, bundle.x_val])
     assert np.array_equal(np.unique(both, axis=0), np.unique(flat, axis=0))
     record = manifest["source"]["files"]["train-images"]

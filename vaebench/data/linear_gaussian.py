@@ -97,6 +97,7 @@ def build(cfg) -> Built:
                 "covariance_eigenvalues": [float(v) for v in eigenvalues],
                 "sigma2": cfg.sigma2,
             },
+            "test_loglik_true_model": log_px["test"],  # = true_model.mean_test_log_likelihood
             "stored_extra": {"W": "(d, k) float64", "mu": "(d,) float64", "sigma2": "() float64"},
         },
     )

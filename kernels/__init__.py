@@ -5,11 +5,17 @@
 - ``triton``: fused Triton kernels, eps drawn in-kernel from Philox (CUDA default).
 
 The backend is chosen by the ``backend=`` argument, else ``set_default_backend``,
-else the environment variable ``VAEBENCH_BACKEND``, else automatically.
+else the environment variable ``VAEBENCH_BACKEND``, else automatically ("auto":
+``triton`` for CUDA tensors, ``compile`` otherwise). It is resolved and checked before any
+kernel is launched. Importing this package compiles nothing and does not import Triton.
+
+eps at flat position i of the (n_samples, ..., D) sample tensor is ``tl.randn(seed, i)``
+(Philox-4x32-10 + Box-Muller) on every backend; see ``kernels.reference``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import torch
@@ -18,36 +24,93 @@ from torch import Tensor
 from kernels import reference
 
 BACKENDS = ("eager", "compile", "triton")
+ENV_VAR = "VAEBENCH_BACKEND"
 _default: str | None = None
 
 
 def set_default_backend(name: str | None) -> None:
     """Set the process-wide backend (``None`` or ``"auto"`` restores automatic choice)."""
     global _default
-    _default = None if name in (None, "auto") else _check_backend(name)
+    _default = None if name in (None, "auto") else _check_backend(name, "backend")
 
 
-def _check_backend(name: str) -> str:
+def _check_backend(name: object, where: str) -> str:
     if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; valid choices: auto, {', '.join(BACKENDS)}")
-    return name
+        raise ValueError(f"unknown {where} {name!r}; valid choices: auto, {', '.join(BACKENDS)}")
+    return name  # type: ignore[return-value]
+
+
+def _triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def available_backends(device: torch.device | str | None = None) -> tuple[str, ...]:
+    """Backends that can run on ``device`` in this process (``triton`` needs CUDA or the
+    interpreter, ``TRITON_INTERPRET=1``, set before ``kernels.triton_latent`` is imported)."""
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    names = ["eager", "compile"]
+    if _triton_installed() and (dev.type == "cuda" or _triton_interpreter()):
+        names.append("triton")
+    return tuple(names)
+
+
+def _triton_interpreter() -> bool:
+    """Whether Triton kernels run in the interpreter (decided when they are decorated)."""
+    import sys
+
+    module = sys.modules.get("kernels.triton_latent")
+    if module is not None:
+        return module.INTERPRET
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
 def resolve_backend(name: str | None = None, device: torch.device | str | None = None) -> str:
-    """Resolve ``name`` (or the default, or ``$VAEBENCH_BACKEND``) to a concrete backend."""
+    """Resolve ``name`` (or the default, or ``$VAEBENCH_BACKEND``) to a concrete backend.
+
+    "auto" gives ``triton`` on CUDA (``compile`` if Triton is missing) and ``compile``
+    elsewhere; with no device, CUDA counts when it is available.
+    """
     if name in (None, "auto"):
-        name = _default or os.environ.get("VAEBENCH_BACKEND") or "auto"
-    if name == "auto":
-        dev = torch.device(device) if device is not None else None
-        if dev is not None and dev.type == "cuda":
-            return "triton"
-        return "eager"
-    return _check_backend(name)
+        name = _default
+        if name is None:
+            env = os.environ.get(ENV_VAR) or "auto"
+            name = "auto" if env == "auto" else _check_backend(env, f"${ENV_VAR}")
+    else:
+        name = _check_backend(name, "backend")
+    if name != "auto":
+        return name
+    if device is not None:
+        on_cuda = torch.device(device).type == "cuda"
+    else:
+        on_cuda = torch.cuda.is_available()
+    return "triton" if on_cuda and _triton_installed() else "compile"
 
 
-def _validate(mu: Tensor, logvar: Tensor, n_samples: int = 1) -> None:
+def _backend_module(name: str, mu: Tensor):
+    """The module implementing ``name`` for ``mu``'s device; raises before any launch."""
+    if name == "compile":
+        from kernels import compiled
+
+        return compiled
+    if name == "triton":
+        if not _triton_installed():
+            raise ValueError("backend 'triton' needs the triton package; "
+                             "use backend='compile' or 'eager'")
+        if mu.device.type != "cuda" and not _triton_interpreter():
+            raise ValueError(
+                f"backend 'triton' needs a CUDA tensor, got device {mu.device.type!r} "
+                "(set TRITON_INTERPRET=1 before importing kernels.triton_latent to run the "
+                "interpreter); use backend='compile' or 'eager'")
+        from kernels import triton_latent
+
+        return triton_latent
+    return None
+
+
+def _validate(mu: Tensor, logvar: Tensor, n_samples: int = 1, seed: int = 0) -> None:
     if not isinstance(mu, Tensor) or not isinstance(logvar, Tensor):
-        raise TypeError("mu and logvar must be torch.Tensor")
+        raise TypeError(f"mu and logvar must be torch.Tensor, got {type(mu).__name__} "
+                        f"and {type(logvar).__name__}")
     if mu.shape != logvar.shape:
         raise ValueError(
             f"mu and logvar must have the same shape, got mu {tuple(mu.shape)} "
@@ -55,53 +118,77 @@ def _validate(mu: Tensor, logvar: Tensor, n_samples: int = 1) -> None:
     for arg, t in (("mu", mu), ("logvar", logvar)):
         if not t.is_floating_point():
             raise TypeError(f"{arg} must be a floating-point tensor, got dtype {t.dtype}")
+        if t.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+            raise TypeError(f"{arg} dtype {t.dtype} is not supported; valid choices: "
+                            "float32, float64, float16, bfloat16")
+    if mu.dtype != logvar.dtype:
+        raise TypeError(f"mu and logvar must have the same dtype, got {mu.dtype} "
+                        f"and {logvar.dtype}")
+    if mu.device != logvar.device:
+        raise ValueError(f"mu and logvar must be on the same device, got {mu.device} "
+                         f"and {logvar.device}")
     if mu.dim() < 1:
-        raise ValueError("mu and logvar need at least one dimension (the latent dimension)")
-    if not isinstance(n_samples, int) or n_samples < 1:
+        raise ValueError("mu and logvar need at least one dimension (the latent dimension), "
+                         "got 0-d tensors")
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
         raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}")
+    reference.fold_seed(seed)
 
 
 def reparameterize(mu: Tensor, logvar: Tensor, n_samples: int = 1, seed: int = 0, *,
                    with_log_probs: bool = False, backend: str | None = None):
     """z = mu + exp(logvar/2) * eps with eps ~ N(0, I) drawn from ``seed``.
 
-    Returns z of shape (n_samples, ..., D), or (..., D) when n_samples == 1. With
-    ``with_log_probs`` also returns log q(z|x) and log p(z), one per sample row.
+    Returns z of shape (n_samples, ..., D), or (..., D) when n_samples == 1, in the input
+    dtype. With ``with_log_probs`` also returns log q(z|x) and log p(z), one per sample
+    row (float32; float64 for float64 inputs). Gradients flow through all outputs.
     """
-    _validate(mu, logvar, n_samples)
-    resolve_backend(backend, mu.device)
-    return reference.reparameterize(mu, logvar, n_samples, seed, with_log_probs)
+    _validate(mu, logvar, n_samples, seed)
+    module = _backend_module(resolve_backend(backend, mu.device), mu)
+    if module is None or mu.numel() == 0:
+        return reference.reparameterize(mu, logvar, n_samples, seed, with_log_probs)
+    return module.reparameterize(mu, logvar, n_samples, seed, with_log_probs)
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor, *, backend: str | None = None) -> Tensor:
-    """KL(N(mu, diag exp(logvar)) || N(0, I)) per row, shape (...)."""
+    """KL(N(mu, diag exp(logvar)) || N(0, I)) per row, shape (...), float32 (float64 for
+    float64 inputs)."""
     _validate(mu, logvar)
-    resolve_backend(backend, mu.device)
-    return reference.gaussian_kl(mu, logvar)
+    module = _backend_module(resolve_backend(backend, mu.device), mu)
+    if module is None or mu.numel() == 0:
+        return reference.gaussian_kl(mu, logvar)
+    return module.gaussian_kl(mu, logvar)
 
 
 def reparameterize_kl(mu: Tensor, logvar: Tensor, n_samples: int = 1, seed: int = 0, *,
                       backend: str | None = None) -> tuple[Tensor, Tensor]:
-    """(z, kl) from one read of mu and logvar."""
-    _validate(mu, logvar, n_samples)
-    resolve_backend(backend, mu.device)
-    return reference.reparameterize_kl(mu, logvar, n_samples, seed)
+    """(z, kl) from one read of mu and logvar; z as in ``reparameterize``."""
+    _validate(mu, logvar, n_samples, seed)
+    module = _backend_module(resolve_backend(backend, mu.device), mu)
+    if module is None or mu.numel() == 0:
+        return reference.reparameterize_kl(mu, logvar, n_samples, seed)
+    return module.reparameterize_kl(mu, logvar, n_samples, seed)
 
 
 def step_seed(base_seed: int, step: int, stream: int = 0) -> int:
-    """A 63-bit seed for training step ``step``: distinct for every (base_seed, step, stream).
+    """A 63-bit seed for training step ``step``: distinct for every step of a (base_seed, stream).
 
-    SplitMix64 finalizer over the packed triple, so consecutive steps get unrelated seeds.
+    The SplitMix64 finalizer (Steele, Lea, Flood 2014) run on 63-bit words: the packed word
+    base_seed * G + step * C1 + stream * C2 (mod 2**63, odd multipliers) is injective in
+    ``step`` mod 2**63, and each xor-shift and odd multiplication is a bijection of 63-bit
+    words, so distinct steps give distinct seeds (hence distinct Philox keys and eps), and
+    consecutive steps get unrelated ones.
     """
+    mask = (1 << reference.SEED_BITS) - 1
     x = (int(base_seed) * 0x9E3779B97F4A7C15 + int(step) * 0xBF58476D1CE4E5B9
-         + int(stream) * 0x94D049BB133111EB) & 0xFFFF_FFFF_FFFF_FFFF
+         + int(stream) * 0x94D049BB133111EB) & mask
     x ^= x >> 30
-    x = (x * 0xBF58476D1CE4E5B9) & 0xFFFF_FFFF_FFFF_FFFF
+    x = (x * 0xBF58476D1CE4E5B9) & mask
     x ^= x >> 27
-    x = (x * 0x94D049BB133111EB) & 0xFFFF_FFFF_FFFF_FFFF
+    x = (x * 0x94D049BB133111EB) & mask
     x ^= x >> 31
-    return x & 0x7FFF_FFFF_FFFF_FFFF
+    return x
 
 
-__all__ = ["BACKENDS", "gaussian_kl", "reparameterize", "reparameterize_kl",
-           "resolve_backend", "set_default_backend", "step_seed"]
+__all__ = ["BACKENDS", "available_backends", "gaussian_kl", "reparameterize",
+           "reparameterize_kl", "resolve_backend", "set_default_backend", "step_seed"]

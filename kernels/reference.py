@@ -8,62 +8,205 @@ Equations (Kingma & Welling 2014):
 - KL to the prior, appendix B:     KL = 1/2 sum_j (mu_j^2 + exp(logvar_j) - 1 - logvar_j)
 - log q(z|x) = -1/2 sum_j (eps_j^2 + logvar_j + log 2 pi)
 - log p(z)   = -1/2 sum_j (z_j^2 + log 2 pi)
+
+The noise is counter-based: eps at flat position ``i`` of the (n_samples, ..., D) sample
+tensor is ``normal_from_counter(i, key(seed))``, a pure function of (seed, i), so
+
+- every backend draws the same eps (the Triton kernels call ``tl.randn(seed, i)``, which
+  this file reproduces: Philox-4x32-10 of Salmon et al. 2011, then Box-Muller exactly as in
+  ``triton.language.random``);
+- backward passes regenerate eps from the seed instead of storing it;
+- block sizes, chunk sizes and thread counts never change eps.
+
+Seeds are Python integers of any size and sign, folded to 63 bits (``fold_seed``); the
+Philox key is the (low, high) pair of 32-bit words of the folded seed.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import Tensor
 
 LOG_2PI = math.log(2.0 * math.pi)
 
+# Philox-4x32 constants (Salmon, Moraes, Dror, Shaw 2011, "Parallel random numbers: as easy
+# as 1, 2, 3"; the same values as Random123 and triton.language.random).
+PHILOX_M0 = 0xD2511F53  # round multiplier applied to counter word 0
+PHILOX_M1 = 0xCD9E8D57  # round multiplier applied to counter word 2
+PHILOX_W0 = 0x9E3779B9  # key bump, word 0 (golden ratio)
+PHILOX_W1 = 0xBB67AE85  # key bump, word 1 (sqrt(3) - 1)
+PHILOX_ROUNDS = 10
+MASK32 = 0xFFFF_FFFF
+SEED_BITS = 63
+
+# float32 constants of Triton's uint_to_uniform_float and pair_uniform_to_normal.
+UNIFORM_SCALE = 4.6566127342e-10  # largest s with (2**31 - 1) * s < 1 in float32
+UNIFORM_FLOOR = 1.0e-7            # u1 is clamped here before the logarithm
+TWO_PI = 6.283185307179586
+
+# Elements per chunk when the eager reference generates eps (bounds its int64 temporaries).
+_CHUNK = {"cpu": 1 << 18, "cuda": 1 << 24}
+
+
+def fold_seed(seed: int) -> int:
+    """Fold any Python integer to the 63-bit seed used as the Philox key (``seed mod 2**63``)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an integer, got {type(seed).__name__} {seed!r}")
+    return int(seed) % (1 << SEED_BITS)
+
+
+def philox_key(seed: int) -> tuple[int, int]:
+    """The Philox key (k0, k1): low and high 32-bit words of ``fold_seed(seed)``."""
+    s = fold_seed(seed)
+    return s & MASK32, s >> 32
+
+
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Accumulation dtype: float64 for float64 inputs, else float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _mulhilo32(multiplier: int, x):
+    """(high, low) 32-bit words of ``multiplier * x`` for 32-bit ``multiplier`` and ``x``.
+
+    The multiplier is split into 16-bit halves so that every int64 product stays below
+    2**48: no signed overflow anywhere, hence the same bits in eager ATen kernels, in
+    inductor's C++ and on the GPU. ``x`` may be an int64 tensor or a Python int.
+    """
+    m_hi, m_lo = multiplier >> 16, multiplier & 0xFFFF
+    p_hi = x * m_hi
+    p_lo = x * m_lo
+    high = (p_hi + (p_lo >> 16)) >> 16
+    low = (((p_hi & 0xFFFF) << 16) + p_lo) & MASK32
+    return high, low
+
+
+def philox4x32(c0, c1, k0, k1, c2=0, c3=0, rounds: int = PHILOX_ROUNDS):
+    """Philox-4x32 (Salmon et al. 2011, sec. 4.2) of counter (c0, c1, c2, c3) under key (k0, k1).
+
+    Words are 32-bit values held in int64 tensors or Python ints. One round:
+    (c0, c1, c2, c3) <- (hi(M1*c2) ^ c1 ^ k0, lo(M1*c2), hi(M0*c0) ^ c3 ^ k1, lo(M0*c0)),
+    then the key is bumped by (W0, W1). Returns all four output words.
+    """
+    for _ in range(rounds):
+        hi1, lo1 = _mulhilo32(PHILOX_M1, c2)
+        hi0, lo0 = _mulhilo32(PHILOX_M0, c0)
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+        k0 = (k0 + PHILOX_W0) & MASK32
+        k1 = (k1 + PHILOX_W1) & MASK32
+    return c0, c1, c2, c3
+
+
+def uniform_from_bits(bits: Tensor) -> Tensor:
+    """Map 32-bit words (int64 tensor) to float32 in [0, 1) as ``tl.rand`` does.
+
+    The word is read as a signed int32 x; ``~x`` replaces negative x, and the result
+    (in [0, 2**31)) is scaled by ``UNIFORM_SCALE`` in float32.
+    """
+    folded = torch.where(bits > 0x7FFF_FFFF, MASK32 - bits, bits)
+    return folded.to(torch.float32) * UNIFORM_SCALE
+
+
+def box_muller(u1: Tensor, u2: Tensor) -> Tensor:
+    """Box & Muller (1958): sqrt(-2 log u1) * cos(2 pi u2), float32, with u1 >= 1e-7."""
+    u1 = torch.clamp_min(u1, UNIFORM_FLOOR)
+    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(TWO_PI * u2)
+
+
+def normal_from_counter(counter: Tensor, k0, k1) -> Tensor:
+    """eps = ``tl.randn(seed, counter)``: one N(0, 1) float32 draw per int64 counter.
+
+    Philox counter = (counter low word, counter high word, 0, 0); the first two output words
+    become two uniforms, and Box-Muller turns them into one normal. ``k0``/``k1`` are the key
+    words (Python ints, or 0-d int64 tensors inside a compiled graph).
+    """
+    r0, r1, _, _ = philox4x32(counter & MASK32, counter >> 32, k0, k1)
+    return box_muller(uniform_from_bits(r0), uniform_from_bits(r1))
+
 
 def standard_normal(seed: int, shape: tuple[int, ...], device: torch.device | str = "cpu",
-                    dtype: torch.dtype = torch.float32) -> Tensor:
-    """Draw eps ~ N(0, I) of ``shape`` as a pure function of ``seed``."""
-    gen = torch.Generator(device=device)
-    gen.manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
-    return torch.randn(shape, generator=gen, device=device, dtype=dtype)
+                    dtype: torch.dtype = torch.float32, offset: int = 0) -> Tensor:
+    """eps ~ N(0, I) of ``shape``; element at row-major flat position i uses counter offset + i.
+
+    A pure function of (seed, offset + i). Generated in chunks to bound memory; the chunk
+    size does not change the values.
+    """
+    k0, k1 = philox_key(seed)
+    device = torch.device(device)
+    numel = math.prod(shape)
+    out = torch.empty(numel, dtype=torch.float32, device=device)
+    chunk = _CHUNK.get(device.type, 1 << 20)
+    for start in range(0, numel, chunk):
+        stop = min(numel, start + chunk)
+        counter = torch.arange(offset + start, offset + stop, dtype=torch.int64, device=device)
+        out[start:stop] = normal_from_counter(counter, k0, k1)
+    return out.view(shape).to(dtype)
 
 
 def sample_shape(mu: Tensor, n_samples: int) -> tuple[int, ...]:
+    """Shape of z: (n_samples, ..., D), or (..., D) when n_samples == 1."""
     return (n_samples, *mu.shape) if n_samples > 1 else tuple(mu.shape)
 
 
 def reparameterize_with_eps(mu: Tensor, logvar: Tensor, eps: Tensor) -> Tensor:
-    """z = mu + exp(logvar / 2) * eps, broadcasting eps over leading sample dims."""
+    """z = mu + exp(logvar / 2) * eps (K&W 2014, eq. 10), broadcasting over sample dims."""
     return mu + torch.exp(0.5 * logvar) * eps
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
-    """KL(N(mu, diag exp(logvar)) || N(0, I)) per row (K&W 2014, appendix B), float32 accumulate."""
-    m = mu.float()
-    lv = logvar.float()
+    """KL(N(mu, diag exp(logvar)) || N(0, I)) per row (K&W 2014, appendix B).
+
+    Accumulates in float32 (float64 for float64 inputs).
+    """
+    acc = acc_dtype(mu.dtype)
+    m = mu.to(acc)
+    lv = logvar.to(acc)
     return 0.5 * (m * m + torch.exp(lv) - 1.0 - lv).sum(-1)
 
 
 def log_q_from_eps(logvar: Tensor, eps: Tensor) -> Tensor:
-    """log N(z; mu, diag exp(logvar)) written through eps = (z - mu) / sigma."""
-    return -0.5 * (eps.float() ** 2 + logvar.float() + LOG_2PI).sum(-1)
+    """log N(z; mu, diag exp(logvar)) per row, written through eps = (z - mu) / sigma."""
+    return -0.5 * (eps * eps + logvar + LOG_2PI).sum(-1)
 
 
 def log_p_standard(z: Tensor) -> Tensor:
     """log N(z; 0, I) per row."""
-    return -0.5 * (z.float() ** 2 + LOG_2PI).sum(-1)
+    return -0.5 * (z * z + LOG_2PI).sum(-1)
 
 
 def reparameterize(mu: Tensor, logvar: Tensor, n_samples: int = 1, seed: int = 0,
-                   with_log_probs: bool = False):
-    eps = standard_normal(seed, sample_shape(mu, n_samples), mu.device, torch.float32)
-    z = reparameterize_with_eps(mu.float(), logvar.float(), eps).to(mu.dtype)
+                   with_log_probs: bool = False, *, offset: int = 0):
+    """z (and optionally log q(z|x), log p(z)) with eps from ``standard_normal(seed, ...)``.
+
+    z has the input dtype; log-probs are float32 (float64 for float64 inputs) and are
+    computed from the unrounded z.
+    """
+    acc = acc_dtype(mu.dtype)
+    eps = standard_normal(seed, (n_samples, *mu.shape), mu.device, acc, offset)
+    m, lv = mu.to(acc), logvar.to(acc)
+    z_acc = reparameterize_with_eps(m, lv, eps)
+    if n_samples == 1:
+        eps, z_acc = eps[0], z_acc[0]
+    z = z_acc.to(mu.dtype)
     if not with_log_probs:
         return z
-    lv = logvar.float().expand_as(eps) if n_samples > 1 else logvar.float()
-    zf = reparameterize_with_eps(mu.float(), logvar.float(), eps)
-    return z, log_q_from_eps(lv, eps), log_p_standard(zf)
+    return z, log_q_from_eps(lv, eps), log_p_standard(z_acc)
 
 
-def reparameterize_kl(mu: Tensor, logvar: Tensor, n_samples: int = 1, seed: int = 0):
-    return reparameterize(mu, logvar, n_samples, seed), gaussian_kl(mu, logvar)
+def reparameterize_kl(mu: Tensor, logvar: Tensor, n_samples: int = 1, seed: int = 0, *,
+                      offset: int = 0) -> tuple[Tensor, Tensor]:
+    """(z, kl): ``reparameterize`` and ``gaussian_kl`` of the same inputs."""
+    return reparameterize(mu, logvar, n_samples, seed, offset=offset), gaussian_kl(mu, logvar)
+
+
+def rows_view(t: Tensor) -> Tensor:
+    """``t`` of shape (..., D) as (N, D) with N the product of the leading dims.
+
+    A view when the strides allow it (so non-contiguous inputs are not copied), else a copy.
+    """
+    d = t.shape[-1]
+    n = t.numel() // d if d else math.prod(t.shape[:-1])
+    return t.reshape(n, d)

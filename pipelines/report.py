@@ -58,6 +58,18 @@ def read_runs(runs_dir: Path, cells) -> list:
     return runs
 
 
+def compact_png(src: Path, dst: Path) -> None:
+    """Copy a picture as a small PNG: 8-bit grey when its colour channels agree, else RGB."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(src) as img:
+        rgb = img.convert("RGB")
+    pixels = np.asarray(rgb)
+    grey = (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()
+    (rgb.convert("L") if grey else rgb).save(dst, format="PNG", optimize=True)
+
+
 def _write_figures(reports_dir: Path, runs, summary, history, kl_dims):
     """Draw the figures and copy each run's pictures into a fresh folder, then swap it in."""
     from vaebench.report import disentanglement_frame, make_figures, markdown_table
@@ -76,7 +88,7 @@ def _write_figures(reports_dir: Path, runs, summary, history, kl_dims):
         for r in runs:
             for name, src in r.pictures.items():
                 (tmp / r.cell.run).mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, tmp / r.cell.run / f"{name}.png")
+                compact_png(src, tmp / r.cell.run / f"{name}.png")
                 pictures.setdefault(r.cell.run, []).append(f"figures/{r.cell.run}/{name}.png")
         final = reports_dir / "figures"
         old = reports_dir / f".figures.{os.getpid()}.old"
@@ -120,8 +132,10 @@ def report_stage(params_file: str | Path, runs_dir: Path, reports_dir: Path) -> 
     line = failure_line(theory)
     if line:
         fail(line, code=1)
+    size = sum(p.stat().st_size for p in (reports_dir / "figures").rglob("*") if p.is_file())
     typer.echo(f"report: {len(runs)} runs, {theory.n_passed}/{len(theory.checks)} theory checks "
-               f"pass (z* = {theory.z_star:.3f} over m = {theory.m}); wrote {reports_dir}")
+               f"pass (z* = {theory.z_star:.3f} over m = {theory.m}); wrote {reports_dir} "
+               f"(figures {size / 1e6:.2f} MB)")
 
 
 @app.command()

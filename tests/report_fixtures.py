@@ -1,8 +1,8 @@
 """A small synthetic study on disk for the report stage's tests: params.yaml and runs/.
 
-``write_study(root)`` writes 2 models (vae, iwae) x 1 image data set plus a 2-beta sweep on
-linear-gaussian, with plausible train.json, metrics.json, checks.json and pictures, and returns
-what it wrote so tests can compare the report against it.
+``write_study(root)`` writes 2 models (vae, iwae) x 1 image data set, the linear VAE on
+linear-gaussian and a 2-beta sweep there, with plausible train.json, metrics.json, checks.json
+and pictures, and returns what it wrote so tests can compare the report against it.
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ def params_dict(alpha: float = 0.05) -> dict[str, Any]:
              "lr": 0.001}
     return {
         "study": {"name": "fixture", "seed": 0, "models": list(MODELS), "datasets": [DATASET],
-                  "linear_datasets": [], "backend": "eager", "device": "cpu"},
+                  "linear_datasets": [SWEEP_DATASET], "backend": "eager", "device": "cpu"},
         "data": {DATASET: {}, SWEEP_DATASET: {}},
         "train": {"vae": dict(small), "iwae": {**small, "k": 5},
-                  "beta_vae": {**small, "beta": 1.0}},
+                  "beta_vae": {**small, "beta": 1.0},
+                  "linear": {"latent_dim": 4, "epochs": 3, "batch_size": 64, "lr": 0.01}},
         "sweep": {"model": "beta_vae", "dataset": SWEEP_DATASET, "betas": list(BETAS)},
         "theory": {"alpha": alpha},
     }
@@ -78,8 +79,12 @@ def _metrics(run: str, model: str, dataset: str, i: int, beta: float | None) -> 
                   "dci_informativeness": 0.8,
                   "factor_dims": {"shape": 0, "scale": 1, "orientation": 2, "posX": 3,
                                   "posY": 4}})
-    else:
-        m["data_entropy"] = ENTROPY
+    if model == "linear":  # closed forms (vaebench.evaluate.linear_theory)
+        m.update({"linear_elbo_analytic": elbo + 0.004, "linear_log_px_exact": elbo + 0.9,
+                  "linear_kl_to_posterior": 0.896, "linear_elbo_train": elbo + 0.1,
+                  "ppca_ml_loglik_per_point": elbo + 0.13, "ppca_ml_sigma2": 0.1012,
+                  "linear_sigma2": 0.1031, "subspace_similarity": 0.98765,
+                  "true_model_log_px": -ENTROPY + 0.05, "data_entropy": ENTROPY})
     return m
 
 
@@ -124,6 +129,7 @@ def write_study(root: Path, alpha: float = 0.05,
     root.mkdir(parents=True, exist_ok=True)
     (root / "params.yaml").write_text(yaml.safe_dump(params_dict(alpha), sort_keys=False))
     cells = [(m, DATASET, None) for m in MODELS]
+    cells += [("linear", SWEEP_DATASET, None)]
     cells += [("beta_vae", SWEEP_DATASET, b) for b in BETAS]
     written: dict[str, dict[str, Any]] = {}
     for i, (model, dataset, beta) in enumerate(cells):

@@ -11,9 +11,11 @@ import re
 import shutil
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
-from report_fixtures import BETAS, DATASET, ENTROPY, MODELS, SWEEP_DATASET, write_study
+from report_fixtures import BETAS, DATASET, ENTROPY, MODELS, PICTURES, SWEEP_DATASET, write_study
 from scipy.stats import norm
 
 from pipelines.report import read_runs, report_stage, write_report
@@ -50,10 +52,11 @@ def run_stage(root: Path, capsys) -> tuple[int, str]:
 def test_declared_runs_are_the_params_cells(study):
     root, written, _ = study
     cells = report.declared_runs(load_params(root / "params.yaml"))
-    expected = [run_id(m, DATASET) for m in MODELS]
+    expected = [run_id(m, DATASET) for m in MODELS] + [run_id("linear", SWEEP_DATASET)]
     expected += [run_id("beta_vae", SWEEP_DATASET, b) for b in BETAS]
     assert [c.run for c in cells] == expected
-    assert [c.beta for c in cells] == [None] * len(MODELS) + list(BETAS)
+    assert [c.group for c in cells] == ["study"] * len(MODELS) + ["linear"] + ["sweep"] * 2
+    assert [c.beta for c in cells] == [None] * (len(MODELS) + 1) + list(BETAS)
     assert set(written) == set(expected)
 
 
@@ -135,10 +138,16 @@ def test_figures_exist_small_and_pictures_copied(study):
         png = figs / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         assert png.stat().st_size < 300_000, name
+    copied = 0
     for run in written:
         src = root / "runs" / run / "figures"
         for pic in src.glob("*.png") if src.exists() else []:
-            assert (figs / run / pic.name).read_bytes() == pic.read_bytes()
+            small = figs / run / pic.name
+            assert small.stat().st_size < pic.stat().st_size, pic
+            original = plt.imread(pic)[..., :3]  # RGBA grey from plt.imsave
+            assert np.array_equal(plt.imread(small), original[..., 0]), pic  # same pixels
+            copied += 1
+    assert copied == len(MODELS) * len(PICTURES)
     assert not list((root / "reports").glob(".figures*")), "temporary folders left behind"
     md = (figs / "disentanglement.md").read_text()
     assert "dSprites-like" in md
@@ -167,6 +176,10 @@ def test_index_html_has_the_tables_and_every_figure(study):
                  "log N ceiling", "Bonferroni", "binarized once, fixed seed",
                  f"{written[run_id('vae', DATASET)]['metrics']['mi_max']:.2f}"):
         assert text in page, text
+    linear = written[run_id("linear", SWEEP_DATASET)]["metrics"]
+    for key in ("linear_log_px_exact", "ppca_ml_loglik_per_point"):
+        assert f"<td>{linear[key]:.3f}</td>" in page, key
+    assert f"<td>{linear['subspace_similarity']:.4f}</td>" in page
     assert "http://" not in page and "https://" not in page  # renders offline
 
 
@@ -204,18 +217,20 @@ def test_failing_check_fails_the_stage_after_writing(tmp_path, capsys):
     assert re.search(r'<tr class="fail">\s*<td>planted_identity</td>', page)
 
 
-def test_missing_run_is_a_one_line_error(tmp_path, capsys):
+def test_missing_runs_are_a_one_line_error(tmp_path, capsys):
     write_study(tmp_path)
-    gone = run_id("beta_vae", SWEEP_DATASET, BETAS[1])
-    shutil.rmtree(tmp_path / "runs" / gone)
+    gone = [run_id("vae", DATASET), run_id("beta_vae", SWEEP_DATASET, BETAS[1])]
+    for run in gone:
+        shutil.rmtree(tmp_path / "runs" / run)
     params = load_params(tmp_path / "params.yaml")
-    with pytest.raises(FileNotFoundError, match=re.escape(gone)) as err:
+    with pytest.raises(FileNotFoundError) as err:
         read_runs(tmp_path / "runs", report.declared_runs(params))
-    assert "\n" not in str(err.value)
-    code, err = run_stage(tmp_path, capsys)
+    assert "\n" not in str(err.value) and all(run in str(err.value) for run in gone)
+    code, err_text = run_stage(tmp_path, capsys)
     assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and gone in lines[0] and lines[0].startswith("error:")
+    lines = err_text.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:")
+    assert all(run in lines[0] for run in gone), lines[0]
     assert not (tmp_path / "reports").exists()
 
 
@@ -227,3 +242,13 @@ def test_sweep_without_entropy_is_not_checked_and_says_so(tmp_path):
         r.metrics.pop("data_entropy", None)
     records, note = report.sweep_records(runs)
     assert records == [] and "data_entropy" in note
+
+
+def test_malformed_check_record_is_a_one_line_error():
+    good = {"name": "ok", "run": "r1", "kind": "exact", "empirical": 1.0, "theoretical": 1.0,
+            "tolerance": 1e-9}
+    bad = {**good, "name": "odd", "run": "r2", "kind": "roughly"}
+    with pytest.raises(ValueError) as err:
+        report.finalize_checks([good, bad], alpha=0.01)
+    text = str(err.value)
+    assert "\n" not in text and "'odd'" in text and "'r2'" in text and "roughly" in text

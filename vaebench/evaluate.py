@@ -144,14 +144,14 @@ def evaluate(spec, bundle, model: GaussianLatentModel, train_state: dict) -> Eva
     mi, mi_se = estimators.mutual_information(z1, mu, logvar, log_q1)
     metrics["mi"], metrics["mi_se"] = float(mi), float(mi_se)
     metrics["mi_max"] = math.log(n)
-    tc = estimators.tc_decomposition(z1, mu, logvar, log_q1, log_p1, len(bundle.x_train),
-                                     batch_size=min(512, n))
-    for key, (mean, se) in tc.items():
+    tc = estimators.tc_terms(z1, mu, logvar, log_q1, log_p1, len(bundle.x_train),
+                             batch_size=min(512, n))
+    for key, values in tc.items():
+        mean, se = estimators.se_over_points(values)
         metrics[f"tc_{key}"], metrics[f"tc_{key}_se"] = float(mean), float(se)
     if spec.model == "betatc":
         records.append(checks.tc_decomposition_check(
-            run, tc_sum_per_sample(z1, mu, logvar, log_q1, log_p1, len(bundle.x_train),
-                                   min(512, n)), s["kl"]))
+            run, tc["mi"] + tc["tc"] + tc["dwkl"], s["kl"]))
 
     # 3. Importance-sampled log-likelihood and the bound order L_1 <= L_5 <= ... <= L_K.
     ni = min(cfg.iw_points, n)
@@ -184,16 +184,6 @@ def evaluate(spec, bundle, model: GaussianLatentModel, train_state: dict) -> Eva
 
     images = pictures(bundle, model, x, y, seed) if bundle.image_shape is not None else {}
     return Evaluation(metrics, records, images=images)
-
-
-def tc_sum_per_sample(z, mu, logvar, log_qz_x, log_pz, dataset_size, batch_size) -> Tensor:
-    from vaebench.objectives import betatc_terms
-
-    parts = []
-    for a, b in _batches(len(z), batch_size):
-        t = betatc_terms(z[a:b], mu[a:b], logvar[a:b], log_qz_x[a:b], log_pz[a:b], dataset_size)
-        parts.append(t["mi"] + t["tc"] + t["dwkl"])
-    return torch.cat(parts)
 
 
 @dataclass
@@ -233,7 +223,7 @@ def linear_theory(spec, bundle, model, x_test: Tensor, elbo_mc: Tensor, seed: in
         "ppca_ml_loglik_per_point": float(fit.max_loglik_per_point),
         "ppca_ml_sigma2": float(fit.sigma2),
         "linear_sigma2": float(p["sigma2"]),
-        "subspace_similarity": float(ppca.subspace_similarity(
+        "subspace_similarity": float(linear_vae.subspace_similarity(
             p["W"], fit.eigvecs[:, : model.latent_dim])),
     }
     true_ll = bundle.manifest.get("test_loglik_true_model")
@@ -267,11 +257,12 @@ def disentanglement(spec, bundle, model, seed: int) -> dict[str, Any]:
     cut = int(0.8 * n)
     out: dict[str, Any] = {
         "mig": float(dm.mig(codes, factors)["mig"]),
-        "mig_variant": "disentanglement_lib: encoder means in 20 bins, every factor",
-        "factor_vae_score": float(dm.factor_vae_score(codes, sampler, rng)["score"]),
-        "beta_vae_score": float(dm.beta_vae_score(codes, sampler, rng)["score"]),
+        "mig_variant": "disentanglement_lib: encoder means in 20 equal-width bins, every factor",
+        "dci_regressor": "random forest, 10 trees, depth 10",
+        "factor_vae_score": float(dm.factor_vae_score(codes, sampler, rng)["factor_vae"]),
+        "beta_vae_score": float(dm.beta_vae_score(codes, sampler, rng)["beta_vae"]),
     }
-    d = dm.dci(codes[:cut], factors[:cut], codes[cut:], factors[cut:])
+    d = dm.dci(codes[:cut], factors[:cut], codes[cut:], factors[cut:], rng=seed)
     out.update({"dci_disentanglement": float(d["disentanglement"]),
                 "dci_completeness": float(d["completeness"]),
                 "dci_informativeness": float(d["informativeness"])})

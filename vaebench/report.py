@@ -22,7 +22,6 @@ import pandas as pd
 
 from vaebench.config import Params, run_id
 
-GROUPS = ("study", "linear", "sweep")
 PICTURES = ("samples", "reconstructions", "traversals", "factor_traversals")
 DPI = 90
 
@@ -40,7 +39,7 @@ DISENTANGLEMENT_COLUMNS = (
 
 # Exemplar VAE (S. Norouzi, D. J. Fleet, M. Norouzi, NeurIPS 2020), Table 1.
 EXEMPLAR_VAE_FASHION = {
-    "nll": 228.70, "se": 0.15, "k": 5000,
+    "nll": 228.70, "se": 0.15,
     "source": "Exemplar VAE (Norouzi, Fleet & Norouzi, NeurIPS 2020), Table 1",
     "protocol": "dynamic binarization in training, the 10,000-image test set binarized once; "
                 "VAE with a Gaussian prior, 2×300 gated MLP, z = 40; NLL with 5000 importance "
@@ -107,13 +106,10 @@ def declared_runs(params: Params) -> list[Cell]:
     cells += [Cell(run_id("linear", d), "linear", d, "linear") for d in study.linear_datasets]
     cells += [Cell(run_id(sweep.model, sweep.dataset, b), sweep.model, sweep.dataset, "sweep",
                    float(b)) for b in sweep.betas]
-    seen: set[str] = set()
-    unique = []
+    unique: dict[str, Cell] = {}
     for c in cells:
-        if c.run not in seen:
-            seen.add(c.run)
-            unique.append(c)
-    return unique
+        unique.setdefault(c.run, c)
+    return list(unique.values())
 
 
 # ----------------------------------------------------------------------------- tables (pure)
@@ -129,11 +125,7 @@ def _num(value: Any) -> float:
 
 def iw_ks(metrics: dict[str, Any]) -> list[int]:
     """The k of every importance-weighted bound L_k in a metrics dict, ascending."""
-    ks = []
-    for key in metrics:
-        if key.startswith("L_") and key[2:].isdigit():
-            ks.append(int(key[2:]))
-    return sorted(ks)
+    return sorted(int(key[2:]) for key in metrics if key.startswith("L_") and key[2:].isdigit())
 
 
 def summary_frame(runs: Sequence[RunData]) -> pd.DataFrame:
@@ -240,7 +232,7 @@ def sweep_records(runs: Sequence[RunData]) -> tuple[list[dict[str, Any]], str]:
     records = beta_sweep_checks([r.cell.run for r in sweep], [r.cell.beta for r in sweep],
                                 pairs("kl"), pairs("recon", -1.0), pairs("mi"), entropy,
                                 mi_source="estimate")
-    return [r.to_dict() for r in records], (
+    return list(records), (
         f"β-sweep checks (Alemi et al. 2018) over {len(sweep)} runs on {dataset}, H = "
         f"{entropy:.4f} nats; I_q(x; z) is the minibatch-mixture estimate (≤ log N).")
 
@@ -253,12 +245,15 @@ def finalize_checks(records: Iterable[dict[str, Any]], alpha: float) -> Theory:
     raw = []
     for i, rec in enumerate(records):
         try:
-            raw.append(CheckRecord(**rec))
-        except TypeError as err:
-            raise ValueError(f"check record {i} ({rec.get('name', '?')!r}): {err}") from None
+            raw.append(CheckRecord.from_any(rec))
+        except (TypeError, ValueError) as err:
+            where = (f"{rec.get('name', '?')!r} of run {rec.get('run', '?')!r}"
+                     if isinstance(rec, dict) else type(rec).__name__)
+            raise ValueError(f"check record {i} ({where}): {err}") from None
     m = sum(r.statistical for r in raw)
-    done = finalize(raw, alpha=0.01)
-    return Theory([r.to_dict() for r in done], alpha, m, bonferroni_z(alpha, max(1, m)))
+    done = finalize(raw, alpha=alpha)
+    return Theory([r.to_dict() for r in done], alpha, m,
+                  bonferroni_z(alpha, m) if m else math.nan)
 
 
 def headline_metrics(summary: pd.DataFrame, theory: Theory) -> dict[str, Any]:
@@ -284,8 +279,12 @@ def theory_document(theory: Theory) -> dict[str, Any]:
             "rule": TOLERANCE_RULE,
             "checks_total": len(theory.checks), "checks_passed": theory.n_passed,
             "checks_failed": len(theory.failed),
-            "failed": [f"{c['name']} [{c['run']}]" for c in theory.failed],
+            "failed": check_names(theory.failed),
             "checks": [_json_clean(c) for c in theory.checks]}
+
+
+def check_names(checks: Iterable[dict[str, Any]]) -> list[str]:
+    return [f"{c['name']} [{c['run']}]" for c in checks]
 
 
 def failure_line(theory: Theory) -> str | None:
@@ -293,8 +292,8 @@ def failure_line(theory: Theory) -> str | None:
     failed = theory.failed
     if not failed:
         return None
-    names = ", ".join(f"{c['name']} [{c['run']}]" for c in failed)
-    return f"{len(failed)} of {len(theory.checks)} theory checks failed: {names}"
+    return (f"{len(failed)} of {len(theory.checks)} theory checks failed: "
+            + ", ".join(check_names(failed)))
 
 
 def _json_number(v: Any) -> Any:
@@ -377,14 +376,13 @@ def make_figures(summary: pd.DataFrame, history: pd.DataFrame, kl_dims: pd.DataF
 def _faceted_lines(df: pd.DataFrame, x: str, y: str, xlabel: str, ylabel: str,
                    palette: dict[str, Any], path: Path) -> str:
     import seaborn as sns
+    from matplotlib.ticker import MaxNLocator
 
     datasets = list(dict.fromkeys(df["dataset"]))
     g = sns.relplot(data=df, x=x, y=y, hue="label", col="dataset", col_order=datasets,
                     col_wrap=min(3, len(datasets)), kind="line", marker="o", markersize=3,
                     palette={k: v for k, v in palette.items() if k in set(df["label"])},
                     height=2.6, aspect=1.2, facet_kws={"sharex": False, "sharey": False})
-    from matplotlib.ticker import MaxNLocator
-
     g.set_axis_labels(xlabel, ylabel)
     g.set_titles("{col_name}")
     for ax in g.axes.flat:
@@ -420,7 +418,7 @@ def _rate_distortion(plane: pd.DataFrame, path: Path) -> str:
     datasets = list(dict.fromkeys(plane["dataset"]))
     models = list(dict.fromkeys(plane["model"]))
     colours = _palette(models)
-    shapes = dict(zip(datasets, "osD^vP*X"[: len(datasets)] or "o", strict=False))
+    shapes = {d: "osD^vP*X"[i % 8] for i, d in enumerate(datasets)}
     ncol = min(3, len(datasets))
     nrow = math.ceil(len(datasets) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 3.0 * nrow), squeeze=False)
@@ -544,15 +542,32 @@ def theory_table(theory: Theory) -> Table:
         rows.append([str(c.get("name")), str(c.get("run")), str(c.get("kind", "")),
                      fmt(c.get("empirical"), 4), fmt(c.get("theoretical"), 4),
                      fmt(c.get("stderr"), 4), fmt(c.get("tolerance"), 4), fmt(c.get("z"), 2),
-                     "pass" if c["passed"] else "FAIL", str(c.get("detail") or "")])
+                     "pass" if c["passed"] else "FAIL",
+                     str(c.get("detail") or "").split(" [z* = ")[0]])
         classes.append("pass" if c["passed"] else "fail")
     return Table(cols, rows, classes)
+
+
+def theory_by_check(theory: Theory) -> Table:
+    """One row per check name: how many runs pass, the largest |z|, the runs that fail."""
+    names = list(dict.fromkeys(c["name"] for c in theory.checks))
+    rows, classes = [], []
+    for name in names:
+        group = [c for c in theory.checks if c["name"] == name]
+        zs = [abs(c["z"]) for c in group if c.get("z") is not None and not math.isnan(c["z"])]
+        failed = [c["run"] for c in group if not c["passed"]]
+        rows.append([name, ", ".join(sorted({str(c.get("kind", "")) for c in group})),
+                     f"{len(group) - len(failed)} / {len(group)}",
+                     fmt(max(zs)) if zs else "—", ", ".join(failed)])
+        classes.append("fail" if failed else "pass")
+    return Table(["check", "kind", "runs passing", "largest |z|", "failing runs"], rows,
+                 classes)
 
 
 def collapse_table(runs: Sequence[RunData]) -> Table:
     """Active units, KL per dimension and I_q(x; z) beside its log N ceiling, per run."""
     cols = ["run", "active units", "KL total", "KL_j max / median / min", "I_q(x;z)",
-            "log N ceiling", "I_q / log N", "TC (β-TC split)"]
+            "log N ceiling", "I_q / log N"]
     rows = []
     for r in runs:
         m = r.metrics
@@ -563,8 +578,7 @@ def collapse_table(runs: Sequence[RunData]) -> Table:
         rows.append([r.cell.run,
                      f"{fmt(_int(m.get('active_units')))} / {fmt(_int(m.get('latent_dim')))}",
                      pm(m.get("kl"), m.get("kl_se")), spread, pm(mi, m.get("mi_se")),
-                     fmt(ceiling), fmt(mi / ceiling if ceiling else math.nan, 2),
-                     pm(m.get("tc_tc"), m.get("tc_tc_se"))])
+                     fmt(ceiling), fmt(mi / ceiling if ceiling else math.nan, 2)])
     return Table(cols, rows)
 
 
@@ -735,6 +749,7 @@ th { background: #f2f2f2; text-align: left; }
 td { font-variant-numeric: tabular-nums; }
 tr.fail td { background: #fbd5d5; font-weight: 600; }
 tr.pass td:nth-child(9) { color: #17692c; font-weight: 600; }
+td:last-child { font-size: 11.5px; } summary { cursor: pointer; margin: .4em 0; }
 .verdict-ok { color: #17692c; font-weight: 600; } .verdict-bad { color: #b00020; font-weight: 600; }
 .scroll { overflow-x: auto; }
 figure { display: inline-block; margin: .5em 1em .5em 0; vertical-align: top; }
@@ -782,7 +797,12 @@ tolerance instead: le/ge the same inequalities, “exact” |empirical − theor
 params.yaml). Failed checks are listed first. Also in <code>theory.json</code>.</p>
 <p class="note">{{ sweep_note }}</p>
 {% if failed_names %}<p class="verdict-bad">Failed: {{ failed_names }}</p>{% endif %}
+{{ table(theory_by_check) }}
+<details{% if n_failed %} open{% endif %}><summary>All {{ n_checks }} checks, one row per check
+and run (the detail column says what each compares and where its standard error comes
+from)</summary>
 {{ table(theory) }}
+</details>
 
 <h2 id="figures">Figures</h2>
 {% for f in figures %}<figure><img src="{{ f.src }}" alt="{{ f.alt }}">
@@ -793,7 +813,7 @@ params.yaml). Failed checks are listed first. Also in <code>theory.json</code>.<
 <p class="note">A unit is active when Cov_x(E_q[z_u]) &gt; 0.01. KL_j is the test-set mean of
 KL(q(z_j|x) ‖ p(z_j)); a collapsed dimension has KL_j ≈ 0 (see the KL-per-dimension figure).
 I_q(x; z) ≤ log N, so an estimate near the ceiling means the estimator, not the code, is
-saturated. TC is the total correlation of the β-TC decomposition (Chen et al. 2018).</p>
+saturated.</p>
 {{ table(collapse) }}
 
 <h2 id="disentanglement">Disentanglement</h2>
@@ -841,8 +861,8 @@ FIGURE_CAPTIONS = {
                        "(Alemi et al. 2018), ±1 s.e.; colour = model, marker = data set. Dashed "
                        "lines are ELBO iso-lines D + R = const.",
     "beta_sweep": "The β sweep in the rate–distortion plane, ±1 s.e., each point labelled with "
-                  "its β. The red line D + R = H is the entropy bound when the true density is "
-                  "known.",
+                  "its β. A red line D + R = H, the entropy bound, is drawn when the exact data "
+                  "entropy is known.",
     "kl_per_dim": "KL per latent dimension, sorted, one line per run: flat zeros are collapsed "
                   "dimensions.",
 }
@@ -875,10 +895,11 @@ def render_html(params: Params, runs: Sequence[RunData], summary: pd.DataFrame,
         study=params.study.name, n_runs=len(runs), n_study=groups.count("study"),
         n_linear=groups.count("linear"), n_sweep=groups.count("sweep"),
         n_checks=len(theory.checks), n_passed=theory.n_passed, n_failed=len(theory.failed),
-        failed_names=", ".join(f"{c['name']} [{c['run']}]" for c in theory.failed),
+        failed_names=", ".join(check_names(theory.failed)),
         conventions=conventions(params, runs), summary=summary_table(summary),
-        theory=theory_table(theory), z_star=fmt(theory.z_star, 3), m=theory.m,
-        alpha=f"{theory.alpha:g}", sweep_note=sweep_note, figures=figs, collapse=collapse_table(runs),
+        theory=theory_table(theory), theory_by_check=theory_by_check(theory),
+        z_star=fmt(theory.z_star, 3), m=theory.m, alpha=f"{theory.alpha:g}", sweep_note=sweep_note,
+        figures=figs, collapse=collapse_table(runs),
         disentanglement=disentanglement_table(dis),
         mig_variant="; ".join(variants) or "not stated", linear=linear_table(runs),
         published_nll=published_nll_table(runs), burda_source=BURDA_SOURCE,

@@ -108,7 +108,8 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
     bs = min(cfg.batch_size, n)
     steps_per_epoch = n // bs  # drop the ragged last batch: every step sees bs points
     model.train()
-    bar = tqdm(range(state.epoch, cfg.epochs), initial=state.epoch, total=cfg.epochs,
+    epochs = cfg.total_epochs(n)
+    bar = tqdm(range(state.epoch, epochs), initial=state.epoch, total=epochs,
                desc=spec.run_id, disable=not progress, unit="epoch", leave=False)
     for epoch in bar:
         t0 = time.perf_counter()

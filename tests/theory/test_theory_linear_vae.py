@@ -51,6 +51,7 @@ def test_elbo_matches_large_sample_monte_carlo():
     p = torch.distributions.Normal(0.0, 1.0)
     torch.testing.assert_close(out.kl, torch.distributions.kl_divergence(q, p).sum(-1))
     torch.testing.assert_close(out.elbo, out.recon - out.kl)
+    assert out["elbo"] is out.elbo and out["kl"] is out.kl
 
 
 def test_elbo_plus_kl_to_posterior_is_log_px_exactly():

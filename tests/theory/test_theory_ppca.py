@@ -119,7 +119,7 @@ def test_ml_is_fast_for_image_sized_d():
     f784 = ppca_ml(x784, 20)
     f4096 = ppca_ml(x4096, 20)
     elapsed = time.perf_counter() - t0
-    assert elapsed < 20.0
+    assert elapsed < 30.0  # about 2 s on an idle 2-core machine; generous for shared CI
     assert f784.W.shape == (784, 20) and f4096.W.shape == (4096, 20)
     assert f4096.sigma2 > 0
 

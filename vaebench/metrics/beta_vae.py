@@ -1,7 +1,7 @@
 """beta-VAE disentanglement score.
 
 Higgins et al. 2017, "beta-VAE: Learning Basic Visual Concepts with a Constrained Variational
-Framework", Sec. 3 and Appendix A.4. One training point: choose a factor y uniformly; draw
+Framework". One training point: choose a factor y uniformly; draw
 L = ``batch_size`` pairs of observations (v1_l, v2_l) that share the value of y (each pair its
 own random value; every other factor random); with z = the encoder means, the feature is
 
@@ -34,7 +34,7 @@ _POINTS_PER_CHUNK = 1024
 def beta_vae_features(codes: np.ndarray, sampler: FactorSampler, rng: np.random.Generator,
                       batch_size: int, n_points: int) -> tuple[np.ndarray, np.ndarray]:
     """``n_points`` pairs (z_diff, y): z_diff (n_points, K) is the mean |z1 - z2| over
-    ``batch_size`` pairs of rows sharing the value of factor y (Higgins et al. 2017, Sec. 3)."""
+    ``batch_size`` pairs of rows sharing the value of factor y (Higgins et al. 2017)."""
     features = np.empty((n_points, codes.shape[1]))
     labels = np.empty(n_points, dtype=np.int64)
     for start in range(0, n_points, _POINTS_PER_CHUNK):

@@ -1,7 +1,7 @@
 """DCI: disentanglement, completeness and informativeness.
 
 Eastwood & Williams 2018, "A Framework for the Quantitative Evaluation of Disentangled
-Representations", Sec. 3. One predictor per factor k is fit on the codes; R[j, k] >= 0 is the
+Representations". One predictor per factor k is fit on the codes; R[j, k] >= 0 is the
 importance of code j for predicting factor k (K codes, F factors).
 
 - Disentanglement of code j: D_j = 1 - H_F(P_j.), with P_jk = R_jk / sum_k' R_jk' and
@@ -61,12 +61,12 @@ def _one_minus_normalized_entropy(weights: np.ndarray) -> np.ndarray:
 
 def disentanglement_per_code(importance: np.ndarray) -> np.ndarray:
     """D_j = 1 - H_F(P_j.) for each code j of the importance matrix R (K, F) (Eastwood &
-    Williams 2018, Sec. 3); a code with zero total importance gets 0."""
+    Williams 2018); a code with zero total importance gets 0."""
     return _one_minus_normalized_entropy(_check_importance(importance))
 
 
 def disentanglement(importance: np.ndarray) -> float:
-    """D = sum_j rho_j D_j, rho_j = sum_k R_jk / sum R (Eastwood & Williams 2018, Sec. 3);
+    """D = sum_j rho_j D_j, rho_j = sum_k R_jk / sum R (Eastwood & Williams 2018);
     0 when R is all zeros."""
     importance = _check_importance(importance)
     total = importance.sum()
@@ -77,13 +77,13 @@ def disentanglement(importance: np.ndarray) -> float:
 
 
 def completeness_per_factor(importance: np.ndarray) -> np.ndarray:
-    """C_k = 1 - H_K(P~_.k) for each factor k of R (K, F) (Eastwood & Williams 2018, Sec. 3);
+    """C_k = 1 - H_K(P~_.k) for each factor k of R (K, F) (Eastwood & Williams 2018);
     a factor no code predicts (zero column) gets 0."""
     return _one_minus_normalized_entropy(_check_importance(importance).T)
 
 
 def completeness(importance: np.ndarray) -> float:
-    """C = mean_k C_k (Eastwood & Williams 2018, Sec. 3; disentanglement_lib averages
+    """C = mean_k C_k (Eastwood & Williams 2018; disentanglement_lib averages
     factors with equal weight)."""
     return float(np.mean(completeness_per_factor(importance)))
 

@@ -1,6 +1,6 @@
 """FactorVAE disentanglement score.
 
-Kim & Mnih 2018, "Disentangling by Factorising", Sec. 4. With s_j the standard deviation of code
+Kim & Mnih 2018, "Disentangling by Factorising". With s_j the standard deviation of code
 j over the whole dataset:
 
 1. prune the collapsed codes, s_j < ``prune_std``;
@@ -29,7 +29,7 @@ _VOTES_PER_CHUNK = 1024
 
 def majority_vote_accuracy(train_votes: np.ndarray, eval_votes: np.ndarray) -> tuple[float,
                                                                                          float]:
-    """Train and eval accuracy of the majority-vote classifier (Kim & Mnih 2018, Sec. 4).
+    """Train and eval accuracy of the majority-vote classifier (Kim & Mnih 2018).
 
     ``votes[k, j]`` counts the votes where factor k was fixed and code j had the smallest
     normalised variance. The classifier maps code j to argmax_k train_votes[k, j] (ties to the

@@ -1,7 +1,7 @@
 """Mutual information gap (MIG), the disentanglement_lib variant.
 
 Chen, Li, Grosse & Duvenaud 2018, "Isolating Sources of Disentanglement in Variational
-Autoencoders", Sec. 5: for each factor v_k with entropy H(v_k), let j(k) be the code that
+Autoencoders": for each factor v_k with entropy H(v_k), let j(k) be the code that
 shares the most information with it; then
 
     MIG = (1/F) sum_k [ I(z_{j(k)}; v_k) - max_{j != j(k)} I(z_j; v_k) ] / H(v_k).

@@ -12,7 +12,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
 import kernels
@@ -30,8 +30,14 @@ class TrainConfig(BaseModel):
     latent_dim: PositiveInt = 20
     likelihood: Literal["auto", "bernoulli", "gaussian"] = "auto"
     epochs: PositiveInt = 10
+    min_steps: NonNegativeInt = 0  # small datasets: train for at least this many Adam steps
     batch_size: PositiveInt = 128
     lr: PositiveFloat = 1e-3
+
+    def total_epochs(self, n_train: int) -> int:
+        """``epochs``, raised so that at least ``min_steps`` optimizer steps are taken."""
+        steps_per_epoch = max(1, n_train // min(self.batch_size, n_train))
+        return max(self.epochs, -(-self.min_steps // steps_per_epoch))
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Closed forms (pPCA, the linear VAE) and the theory checks of the report stage."""
 
-from vaebench.theory.checks import CheckRecord, bonferroni_z, finalize
+from vaebench.theory.checks import CheckRecord, RawRecord, bonferroni_z, finalize
 from vaebench.theory.linear_vae import (
     LinearELBO,
     diagonal_gap,
@@ -23,6 +23,7 @@ __all__ = [
     "CheckRecord",
     "LinearELBO",
     "PPCAFit",
+    "RawRecord",
     "bonferroni_z",
     "diagonal_gap",
     "finalize",

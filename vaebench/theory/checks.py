@@ -1,6 +1,9 @@
 """Theory checks: records comparing an empirical number with theory, and their verdict.
 
-A builder returns raw ``CheckRecord``s (no verdict). ``finalize`` then decides them all:
+A builder returns raw records (no verdict) as ``RawRecord``s: JSON-ready dicts with the
+fields of ``CheckRecord`` (validated through it), so the evaluate stage can store them as
+they are.
+``finalize`` takes such dicts (or ``CheckRecord``s) and decides them all:
 
 - statistical kinds ("equal", "le", "ge" with a standard error): z = (empirical -
   theoretical) / stderr, tested at the Bonferroni-corrected z* = Phi^-1(1 - alpha / (2 m))
@@ -20,7 +23,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,6 +43,7 @@ from vaebench.theory.linear_vae import subspace_similarity
 KINDS = ("equal", "le", "ge", "exact", "gap")
 STATISTICAL_KINDS = ("equal", "le", "ge")
 FP_RTOL = 1e-9
+Record = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -60,8 +65,9 @@ class CheckRecord:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
-        if self.stderr is not None and not self.stderr >= 0.0:
-            raise ValueError(f"stderr must be >= 0 or None; got {self.stderr!r}")
+        if self.stderr is not None and self.stderr < 0.0:
+            raise ValueError(f"stderr must be >= 0, NaN (undetermined: the check fails) or "
+                             f"None; got {self.stderr!r}")
         needs_tol = self.kind in ("exact", "gap") or self.stderr is None
         if needs_tol and self.tolerance is None:
             raise ValueError(f"check {self.name!r} of kind {self.kind!r} without a stderr needs "
@@ -75,8 +81,35 @@ class CheckRecord:
         """True for z-tested records: kind equal/le/ge with a standard error."""
         return self.kind in STATISTICAL_KINDS and self.stderr is not None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Record:
         return asdict(self)
+
+    @classmethod
+    def from_any(cls, record: CheckRecord | Record) -> CheckRecord:
+        """A record from a ``CheckRecord`` or a dict with its fields."""
+        if isinstance(record, cls):
+            return record
+        if not isinstance(record, dict):
+            raise TypeError(f"a check record must be a CheckRecord or dict; got "
+                            f"{type(record).__name__}")
+        unknown = set(record) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"check record has unknown fields {sorted(unknown)}; valid fields: "
+                             f"{', '.join(f.name for f in fields(cls))}")
+        return cls(**record)
+
+
+class RawRecord(dict):
+    """A builder's record: a JSON-ready dict with the fields of ``CheckRecord`` (verdict
+    fields None). ``to_dict()`` returns a plain dict copy, as ``CheckRecord.to_dict`` does."""
+
+    def to_dict(self) -> Record:
+        return dict(self)
+
+
+def _record(**kwargs: Any) -> RawRecord:
+    """A validated raw record (no verdict yet)."""
+    return RawRecord(CheckRecord(**kwargs).to_dict())
 
 
 def bonferroni_z(alpha: float, m: int) -> float:
@@ -95,15 +128,17 @@ def _fp_slack(emp: float, theo: float) -> float:
     return FP_RTOL * max(1.0, abs(emp), abs(theo))
 
 
-def finalize(records: Sequence[CheckRecord], alpha: float = 0.01,
+def finalize(records: Sequence[CheckRecord | Record], alpha: float = 0.01,
              m: int | None = None) -> list[CheckRecord]:
     """Verdicts for all records, Bonferroni-corrected over the m statistical ones.
 
     m defaults to the number of statistical records in ``records`` (pass a larger m when
     the same family is split over several calls). Returns new records with ``tolerance``
     (z* se + floating-point slack for statistical records), ``z`` and ``passed``.
-    A NaN empirical or theoretical value fails.
+    A NaN empirical, theoretical or stderr value fails. Records may be ``CheckRecord``s or
+    dicts with its fields (as the builders return them).
     """
+    records = [CheckRecord.from_any(r) for r in records]
     n_stat = sum(r.statistical for r in records)
     m_eff = n_stat if m is None else m
     z_star = bonferroni_z(alpha, max(1, m_eff))
@@ -112,12 +147,12 @@ def finalize(records: Sequence[CheckRecord], alpha: float = 0.01,
         emp, theo = float(r.empirical), float(r.theoretical)
         diff = emp - theo
         z: float | None = None
-        detail = r.detail
+        detail = r.detail.split(" [z* = ")[0]  # finalizing twice does not repeat the note
         if r.statistical:
             se = float(r.stderr)  # type: ignore[arg-type]
             tol = z_star * se + _fp_slack(emp, theo)
-            if se > 0.0:
-                z = diff / se
+            if se > 0.0 or math.isnan(se):
+                z = diff / se if se > 0.0 else math.nan
             else:
                 z = 0.0 if diff == 0.0 else math.copysign(math.inf, diff)
             detail = (f"{detail} [z* = {z_star:.3f}: Bonferroni over m = {max(1, m_eff)} "
@@ -132,7 +167,7 @@ def finalize(records: Sequence[CheckRecord], alpha: float = 0.01,
             passed = diff >= -tol
         else:  # gap
             passed = -_fp_slack(emp, theo) <= -diff <= tol
-        if math.isnan(diff):
+        if math.isnan(diff) or math.isnan(tol):
             passed = False
         out.append(replace(r, tolerance=tol, z=z, passed=bool(passed), detail=detail))
     return out
@@ -154,13 +189,13 @@ def _mean_se_pair(name: str, value: object) -> tuple[float, float]:
         mean, se = float(mean), float(se)
     except (TypeError, ValueError):
         raise TypeError(f"{name} entries must be (mean, se) pairs; got {value!r}") from None
-    if not se >= 0.0:
-        raise ValueError(f"{name} standard errors must be >= 0; got {se!r}")
+    if se < 0.0:
+        raise ValueError(f"{name} standard errors must be >= 0 (NaN: undetermined); got {se!r}")
     return mean, se
 
 
 # 1 -----------------------------------------------------------------------------------------
-def kl_check(run: str, mu: Tensor, logvar: Tensor, kl_mc: Tensor) -> CheckRecord:
+def kl_check(run: str, mu: Tensor, logvar: Tensor, kl_mc: Tensor) -> RawRecord:
     """Monte Carlo KL (S, N) averaged vs the analytic KL averaged over the N rows.
 
     Theory: K&W 2014, appendix B; the estimator log q(z|x) - log p(z) is unbiased with the
@@ -174,7 +209,7 @@ def kl_check(run: str, mu: Tensor, logvar: Tensor, kl_mc: Tensor) -> CheckRecord
     if m.shape[0] != n:
         raise ValueError(f"kl_mc must have shape (S, {m.shape[0]}) to match mu; got {(s, n)}")
     se = math.sqrt(float(kl_mc_variance(m, lv).sum()) / (n * n * s))
-    return CheckRecord(
+    return _record(
         name="kl_mc_vs_analytic", run=run, kind="equal", empirical=float(k.mean()),
         theoretical=float(kl_per_dim(m, lv).sum()), stderr=se,
         detail=(f"Mean single-sample MC KL over S={s} draws x N={n} points vs the analytic "
@@ -185,7 +220,7 @@ def kl_check(run: str, mu: Tensor, logvar: Tensor, kl_mc: Tensor) -> CheckRecord
 
 
 # 2 -----------------------------------------------------------------------------------------
-def linear_elbo_check(run: str, elbo_mc: Tensor, elbo_analytic: Tensor) -> CheckRecord:
+def linear_elbo_check(run: str, elbo_mc: Tensor, elbo_analytic: Tensor) -> RawRecord:
     """Monte Carlo ELBO (S, N) of the linear VAE vs its closed form (N,) (Lucas et al. 2019).
 
     SE from ``mc_mean_se``: the dataset is fixed and only eps is random.
@@ -196,7 +231,7 @@ def linear_elbo_check(run: str, elbo_mc: Tensor, elbo_analytic: Tensor) -> Check
         raise ValueError(f"elbo_mc must have shape (S, {a.shape[0]}) to match elbo_analytic; "
                          f"got {tuple(e.shape)}")
     mean, se = mc_mean_se(e)
-    return CheckRecord(
+    return _record(
         name="linear_elbo_mc_vs_analytic", run=run, kind="equal", empirical=mean,
         theoretical=float(a.mean()), stderr=se,
         detail=(f"Dataset mean of the S={e.shape[0]}-draw MC ELBO vs the closed-form linear-VAE "
@@ -208,7 +243,7 @@ def linear_elbo_check(run: str, elbo_mc: Tensor, elbo_analytic: Tensor) -> Check
 # 3 -----------------------------------------------------------------------------------------
 def linear_optimum_checks(run: str, elbo_analytic_mean: float, max_loglik_per_point: float,
                           gap_tol: float, W: Tensor, top_eigvecs: Tensor,
-                          min_similarity: float, rtol: float = 1e-9) -> list[CheckRecord]:
+                          min_similarity: float, rtol: float = 1e-9) -> list[RawRecord]:
     """The trained linear VAE against the pPCA optimum (Lucas et al. 2019; Tipping & Bishop).
 
     Returns three records: ELBO <= L*/N ("le", deterministic: both are exact float64
@@ -225,7 +260,7 @@ def linear_optimum_checks(run: str, elbo_analytic_mean: float, max_loglik_per_po
         raise ValueError(f"min_similarity must be in [0, 1]; got {min_similarity!r}")
     sim = subspace_similarity(W, top_eigvecs)
     return [
-        CheckRecord(
+        _record(
             name="linear_elbo_le_max_loglik", run=run, kind="le", empirical=emp,
             theoretical=theo, tolerance=rtol * max(1.0, abs(theo)),
             detail=("Analytic ELBO per point of the trained linear VAE vs the pPCA maximum "
@@ -233,14 +268,14 @@ def linear_optimum_checks(run: str, elbo_analytic_mean: float, max_loglik_per_po
                     f"exact float64 computations, so the tolerance is floating point "
                     f"(rtol {rtol:g})."),
         ),
-        CheckRecord(
+        _record(
             name="linear_elbo_gap_to_optimum", run=run, kind="gap", empirical=emp,
             theoretical=theo, tolerance=float(gap_tol),
             detail=("Optimization gap L*/N - ELBO of the trained linear VAE must lie in "
                     f"[0, {gap_tol:g}] nats per point; gap_tol is an optimization tolerance "
                     "from params, not a statistical one."),
         ),
-        CheckRecord(
+        _record(
             name="decoder_subspace_similarity", run=run, kind="ge", empirical=sim,
             theoretical=float(min_similarity), tolerance=0.0,
             detail=("Mean squared cosine of the principal angles between span(W) and the top-k "
@@ -252,7 +287,7 @@ def linear_optimum_checks(run: str, elbo_analytic_mean: float, max_loglik_per_po
 
 # 4 -----------------------------------------------------------------------------------------
 def decomposition_check(run: str, elbo: Tensor, kl_to_post: Tensor, log_px: Tensor,
-                        rtol: float = 1e-6) -> CheckRecord:
+                        rtol: float = 1e-6) -> RawRecord:
     """ELBO + KL(q(z|x) || p(z|x)) = log p(x) per point, exactly (Lucas et al. 2019).
 
     The record holds the worst point (largest relative residual); tolerance
@@ -269,8 +304,8 @@ def decomposition_check(run: str, elbo: Tensor, kl_to_post: Tensor, log_px: Tens
     rel = torch.where(torch.isnan(rel), torch.full_like(rel, math.inf), rel)
     i = int(rel.argmax())
     theo = float(lp[i])
-    return CheckRecord(
-        name="elbo_plus_kl_to_posterior_eq_log_px", run=run, kind="exact",
+    return _record(
+        name="linear_decomposition", run=run, kind="exact",
         empirical=float(lhs[i]), theoretical=theo, tolerance=rtol * max(1.0, abs(theo)),
         detail=(f"ELBO + KL(q || p(z|x)) vs exact log p(x) at the worst of {lp.shape[0]} points "
                 f"(an identity, so the tolerance is floating point, rtol {rtol:g})."),
@@ -279,7 +314,7 @@ def decomposition_check(run: str, elbo: Tensor, kl_to_post: Tensor, log_px: Tens
 
 # 5 -----------------------------------------------------------------------------------------
 def bound_order_checks(run: str, log_w: Tensor, ks: Sequence[int] = (1, 5, 50, 500),
-                       log_px_exact: Tensor | None = None) -> list[CheckRecord]:
+                       log_px_exact: Tensor | None = None) -> list[RawRecord]:
     """L_k <= L_k' for consecutive k < k' (Burda et al. 2016, Theorem 1) on common random
     numbers, and L_K <= log p(x) when the exact log p(x) is given.
 
@@ -309,7 +344,7 @@ def bound_order_checks(run: str, log_w: Tensor, ks: Sequence[int] = (1, 5, 50, 5
         if lp is not None:
             gap_note = (f" Gaps log p(x) - L_k: {float((lp - bounds[k]).mean()):.4g} (k={k}), "
                         f"{float((lp - bounds[k2]).mean()):.4g} (k={k2}).")
-        records.append(CheckRecord(
+        records.append(_record(
             name=f"iw_bound_order_k{k}_le_k{k2}", run=run, kind="ge", empirical=mean,
             theoretical=0.0, stderr=se,
             detail=(f"Mean of L_{k2} - L_{k} over {n} points on common random numbers must be "
@@ -320,7 +355,7 @@ def bound_order_checks(run: str, log_w: Tensor, ks: Sequence[int] = (1, 5, 50, 5
     if lp is not None:
         l_big = iw_bounds_crn(lw, [big_k])[big_k]
         _, se = se_over_points(l_big - lp)
-        records.append(CheckRecord(
+        records.append(_record(
             name=f"iw_bound_k{big_k}_le_log_px", run=run, kind="le", empirical=float(l_big.mean()),
             theoretical=float(lp.mean()), stderr=se,
             detail=(f"Mean L_{big_k} vs mean exact log p(x) (Burda et al. 2016, Thm 1: "
@@ -343,7 +378,7 @@ def _var_of_sample_variance(pooled: Tensor, s: int) -> Tensor:
     return mu4 / s - var * var * (s - 3) / (s * (s - 1))
 
 
-def empirical_elbo_checks(run: str, elbo_small: Tensor, elbo_large: Tensor) -> list[CheckRecord]:
+def empirical_elbo_checks(run: str, elbo_small: Tensor, elbo_large: Tensor) -> list[RawRecord]:
     """Two independent MC ELBO estimates over the same fixed points: (S1, N) and (S2, N).
 
     (a) "equal": the S1-draw dataset mean vs the S2-draw one, stderr sqrt(SE1^2 + SE2^2)
@@ -363,8 +398,8 @@ def empirical_elbo_checks(run: str, elbo_small: Tensor, elbo_large: Tensor) -> l
     if e2.shape[1] != n:
         raise ValueError(f"elbo_large must have shape (S2, {n}) to match elbo_small; "
                          f"got {tuple(e2.shape)}")
-    if s1 < 4 or s2 < 4:
-        raise ValueError(f"elbo_small and elbo_large need S >= 4 draws each; got S1={s1}, "
+    if s1 < 2 or s2 < 2:
+        raise ValueError(f"elbo_small and elbo_large need S >= 2 draws each; got S1={s1}, "
                          f"S2={s2}")
     m1, se1 = mc_mean_se(e1)
     m2, se2 = mc_mean_se(e2)
@@ -379,14 +414,14 @@ def empirical_elbo_checks(run: str, elbo_small: Tensor, elbo_large: Tensor) -> l
         se_ratio = 0.0
     emp_ratio = se1 / se2 if se2 > 0.0 else math.nan
     return [
-        CheckRecord(
+        _record(
             name="elbo_mc_small_vs_large", run=run, kind="equal", empirical=m1, theoretical=m2,
             stderr=math.sqrt(se1 * se1 + se2 * se2),
             detail=(f"Dataset ELBO from S1={s1} draws vs an independent S2={s2}-draw estimate "
                     "on the same points; stderr combines both MC standard errors (fixed x, "
                     "eps random)."),
         ),
-        CheckRecord(
+        _record(
             name="elbo_se_scales_inv_sqrt_s", run=run, kind="equal", empirical=emp_ratio,
             theoretical=theo_ratio, stderr=se_ratio,
             detail=(f"SE(S1={s1}) / SE(S2={s2}) vs sqrt(S2/S1) = {theo_ratio:.4g} (1/sqrt(S) "
@@ -402,7 +437,7 @@ def beta_sweep_checks(runs: Sequence[str], betas: Sequence[float],
                       rate: Sequence[tuple[float, float]],
                       distortion: Sequence[tuple[float, float]],
                       mi: Sequence[tuple[float, float]], entropy: float,
-                      mi_source: str = "estimate") -> list[CheckRecord]:
+                      mi_source: str = "estimate") -> list[RawRecord]:
     """Rate-distortion checks over a beta sweep (Alemi et al. 2018, eqs. 4-6).
 
     For runs sorted by beta: the rate R is non-increasing in beta ("ge" on R_i - R_{i+1},
@@ -431,7 +466,7 @@ def beta_sweep_checks(runs: Sequence[str], betas: Sequence[float],
     records = []
     for j in range(n - 1):
         (ra, sa), (rb, sb) = r_pairs[j], r_pairs[j + 1]
-        records.append(CheckRecord(
+        records.append(_record(
             name=f"rate_nonincreasing_beta{bs[j]:g}_to_{bs[j + 1]:g}",
             run=f"{names[j]} -> {names[j + 1]}", kind="ge", empirical=ra - rb, theoretical=0.0,
             stderr=math.sqrt(sa * sa + sb * sb),
@@ -440,13 +475,13 @@ def beta_sweep_checks(runs: Sequence[str], betas: Sequence[float],
         ))
     for j in range(n):
         (r, sr), (dist, sd), (i_mean, si) = r_pairs[j], d_pairs[j], i_pairs[j]
-        records.append(CheckRecord(
+        records.append(_record(
             name="mi_le_rate", run=names[j], kind="le", empirical=i_mean, theoretical=r,
             stderr=math.sqrt(si * si + sr * sr),
             detail=(f"I(x;z) ({mi_source}) vs rate R at beta={bs[j]:g}: I <= R (Alemi et al. "
                     "2018); stderr combines both SEs as independent."),
         ))
-        records.append(CheckRecord(
+        records.append(_record(
             name="entropy_minus_distortion_le_mi", run=names[j], kind="le", empirical=h - dist,
             theoretical=i_mean, stderr=math.sqrt(sd * sd + si * si),
             detail=(f"H - D vs I(x;z) ({mi_source}) at beta={bs[j]:g}: H - D <= I (Alemi et al. "
@@ -456,7 +491,7 @@ def beta_sweep_checks(runs: Sequence[str], betas: Sequence[float],
 
 
 # 8 -----------------------------------------------------------------------------------------
-def tc_decomposition_check(run: str, mi_tc_dwkl_sum: Tensor, kl_analytic: Tensor) -> CheckRecord:
+def tc_decomposition_check(run: str, mi_tc_dwkl_sum: Tensor, kl_analytic: Tensor) -> RawRecord:
     """MI + TC + DWKL (per sample, (N,) or (S, N)) averaged vs the mean analytic KL (N,).
 
     Chen et al. 2018, eq. 2: the three MWS terms telescope to log q(z|x) - log p(z), an
@@ -471,7 +506,7 @@ def tc_decomposition_check(run: str, mi_tc_dwkl_sum: Tensor, kl_analytic: Tensor
                          f"(S, {ka.shape[0]}); got {tuple(s.shape)}")
     resid = (s - ka).reshape(-1)
     _, se = se_over_points(resid)
-    return CheckRecord(
+    return _record(
         name="tc_decomposition_sum_vs_kl", run=run, kind="equal", empirical=float(s.mean()),
         theoretical=float(ka.mean()), stderr=se,
         detail=("Mean of MI + TC + DWKL (minibatch-weighted sampling, Chen et al. 2018) vs the "

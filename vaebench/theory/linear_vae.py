@@ -25,11 +25,17 @@ from vaebench.theory.ppca import (
 
 @dataclass(frozen=True)
 class LinearELBO:
-    """Per-point ELBO (N,) and its two terms: elbo = recon - kl."""
+    """Per-point ELBO (N,) and its two terms: elbo = recon - kl. Fields are also readable by
+    key (``out["elbo"]``), like a dict."""
 
     elbo: Tensor
     recon: Tensor
     kl: Tensor
+
+    def __getitem__(self, key: str) -> Tensor:
+        if key not in ("elbo", "recon", "kl"):
+            raise KeyError(f"{key!r}; valid keys: elbo, recon, kl")
+        return getattr(self, key)
 
 
 def _encoder(x: Tensor, W: Tensor, V: object, b: object, D_diag: object

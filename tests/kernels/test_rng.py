@@ -1,0 +1,192 @@
+"""The counter-based noise: Philox known answers, the eps layout, determinism and statistics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+import kernels
+from kernels import reference
+
+M32 = 0xFFFF_FFFF
+
+# Family-wise false-alarm rate of each statistical test below (Bonferroni over its checks);
+# the seeds are fixed, so a pass is reproducible and alpha is the chance a random seed fails.
+ALPHA = 1e-3
+
+
+def philox_scalar(counter, key, rounds=10):
+    """Philox-4x32 on Python ints with full-width products (Salmon et al. 2011, sec. 4.2)."""
+    c0, c1, c2, c3 = counter
+    k0, k1 = key
+    for _ in range(rounds):
+        p0, p1 = 0xD2511F53 * c0, 0xCD9E8D57 * c2
+        c0, c1, c2, c3 = (p1 >> 32) ^ c1 ^ k0, p1 & M32, (p0 >> 32) ^ c3 ^ k1, p0 & M32
+        k0, k1 = (k0 + 0x9E3779B9) & M32, (k1 + 0xBB67AE85) & M32
+    return c0, c1, c2, c3
+
+
+def tl_randn_scalar(seed: int, counter: int) -> float:
+    """Model of ``tl.randn(seed, counter)`` from triton.language.random, one value at a time:
+    key = 63-bit seed split in 32-bit words, Philox counter (lo, hi, 0, 0), int32 -> [0, 1)
+    in float32, Box-Muller (cos branch) in float64."""
+    s = seed % 2**63
+    r0, r1, _, _ = philox_scalar((counter & M32, counter >> 32, 0, 0), (s & M32, s >> 32))
+
+    def uniform(word):
+        x = word - 2**32 if word >= 2**31 else word
+        x = ~x if x < 0 else x
+        return np.float32(x) * np.float32(4.6566127342e-10)
+
+    u1 = max(float(uniform(r0)), float(np.float32(1e-7)))
+    u2 = float(uniform(r1))
+    return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+
+
+# Random123 1.14, examples/kat_vectors: philox4x32 with 10 rounds.
+PHILOX_KAT = [
+    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    ((M32, M32, M32, M32), (M32, M32), (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
+     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
+]
+
+
+@pytest.mark.parametrize("counter,key,expected", PHILOX_KAT)
+def test_philox_known_answers(counter, key, expected):
+    assert philox_scalar(counter, key) == expected
+    words = [torch.tensor([c], dtype=torch.int64) for c in counter]
+    got = reference.philox4x32(words[0], words[1], key[0], key[1], words[2], words[3])
+    assert tuple(int(w.item()) for w in got) == expected
+
+
+@pytest.mark.parametrize("seed", [0, 1, 12345, 2**32 + 5, 2**63 - 1, -7])
+def test_reference_normal_matches_scalar_model(seed):
+    # counters around the 2**31 and 2**32 boundaries exercise the high Philox word
+    for offset in (0, 2**31 - 3, 2**32 - 3, 2**40 + 11):
+        eps = reference.standard_normal(seed, (6,), offset=offset)
+        expected = [tl_randn_scalar(seed, offset + i) for i in range(6)]
+        np.testing.assert_allclose(eps.double().numpy(), expected, rtol=0, atol=2e-5)
+
+
+def test_seed_folding_and_types():
+    assert reference.fold_seed(-1) == 2**63 - 1
+    assert reference.fold_seed(2**63 + 4) == 4
+    assert reference.philox_key(2**32 + 5) == (5, 1)
+    a = reference.standard_normal(2**63 + 9, (16,))
+    assert torch.equal(a, reference.standard_normal(9, (16,)))
+    for bad in (1.5, "3", None, True):
+        with pytest.raises(TypeError, match="seed"):
+            reference.fold_seed(bad)
+
+
+@pytest.mark.parametrize("backend", ["eager", "compile"])
+def test_same_seed_bit_identical_other_seed_different(backend, inputs):
+    mu, logvar = inputs((64, 16))
+    z1 = kernels.reparameterize(mu, logvar, 3, seed=11, backend=backend)
+    z2 = kernels.reparameterize(mu, logvar, 3, seed=11, backend=backend)
+    z3 = kernels.reparameterize(mu, logvar, 3, seed=12, backend=backend)
+    assert torch.equal(z1, z2)
+    assert (z1 != z3).float().mean() > 0.999
+    # the noise of two seeds is uncorrelated: |r| * sqrt(n) below the normal quantile
+    e1, e3 = (z1 - mu) / (0.5 * logvar).exp(), (z3 - mu) / (0.5 * logvar).exp()
+    r = torch.corrcoef(torch.stack([e1.flatten(), e3.flatten()]))[0, 1]
+    assert abs(r.item()) * math.sqrt(e1.numel()) < stats.norm.ppf(1 - ALPHA / 2)
+
+
+def _check_standard_normal(x: np.ndarray):
+    """Mean, variance, lag-1 correlation (z-tests), K-S and D'Agostino K^2 at ALPHA overall."""
+    n = x.size
+    alpha_each = ALPHA / 5
+    z_star = stats.norm.ppf(1 - alpha_each / 2)
+    assert abs(x.mean()) * math.sqrt(n) < z_star, x.mean()
+    assert abs(x.var() - 1.0) / math.sqrt(2.0 / n) < z_star, x.var()
+    lag1 = np.corrcoef(x[:-1], x[1:])[0, 1]
+    assert abs(lag1) * math.sqrt(n) < z_star, lag1
+    assert stats.kstest(x, "norm").pvalue > alpha_each
+    assert stats.normaltest(x).pvalue > alpha_each
+
+
+def test_eps_statistics_eager():
+    x = reference.standard_normal(2024, (1 << 20,), dtype=torch.float64).numpy()
+    _check_standard_normal(x)
+
+
+@pytest.mark.triton
+def test_eps_statistics_triton(inputs):
+    from kernels import triton_latent
+
+    mu, logvar = inputs((4096, 64), torch.float64, seed=3)
+    z = triton_latent.reparameterize(mu, logvar, 4, seed=77)
+    eps = ((z - mu) / torch.exp(0.5 * logvar)).flatten().numpy()
+    assert eps.size >= 10**6
+    _check_standard_normal(eps)
+
+
+def test_eps_is_a_function_of_flat_offset(inputs, monkeypatch):
+    mu, logvar = inputs((2, 3, 5))
+    z = kernels.reparameterize(mu, logvar, 4, seed=5, backend="eager")
+    eps = reference.standard_normal(5, (4 * 30,)).view(4, 2, 3, 5)
+    torch.testing.assert_close(z, mu + torch.exp(0.5 * logvar) * eps, rtol=0, atol=1e-6)
+    # leading shape does not matter, only the flat position; sample 0 is the n_samples=1 draw
+    z_flat = kernels.reparameterize(mu.reshape(6, 5), logvar.reshape(6, 5), 4, seed=5,
+                                    backend="eager")
+    assert torch.equal(z_flat.view(4, 2, 3, 5), z)
+    assert torch.equal(kernels.reparameterize(mu, logvar, 1, seed=5, backend="eager"), z[0])
+    # the eager generator's chunk size does not change eps
+    monkeypatch.setattr(reference, "_CHUNK", {"cpu": 7})
+    assert torch.equal(kernels.reparameterize(mu, logvar, 4, seed=5, backend="eager"), z)
+
+
+@pytest.mark.triton
+def test_triton_block_size_does_not_change_eps(inputs):
+    from kernels import triton_latent
+
+    mu, logvar = inputs((37, 19))
+    ref = triton_latent.reparameterize(mu, logvar, 3, seed=8)
+    for tile, block_d in ((64, 8), (1024, 32), (16, 16), (1 << 16, None)):
+        z = triton_latent.reparameterize(mu, logvar, 3, seed=8, tile=tile, block_d=block_d)
+        assert torch.equal(z, ref), (tile, block_d)
+
+
+@pytest.mark.triton
+def test_triton_eps_matches_eager_across_2_pow_32(inputs):
+    from kernels import triton_latent
+
+    mu, logvar = inputs((9, 13))
+    offset = 2**32 - 50  # the flat counters cross into the high Philox word
+    z_t = triton_latent.reparameterize(mu, logvar, 2, seed=2**40 + 3, offset=offset)
+    z_e = reference.reparameterize(mu, logvar, 2, seed=2**40 + 3, offset=offset)
+    torch.testing.assert_close(z_t, z_e, rtol=1e-6, atol=2e-6)
+    z_other = triton_latent.reparameterize(mu, logvar, 2, seed=2**40 + 3)
+    assert (z_other != z_t).all()
+
+
+def test_compile_eps_matches_eager_across_2_pow_32(inputs):
+    from kernels import compiled
+
+    mu, logvar = inputs((9, 13))
+    offset = 2**32 - 50
+    z_c = compiled.reparameterize(mu, logvar, 2, seed=99, offset=offset)
+    z_e = reference.reparameterize(mu, logvar, 2, seed=99, offset=offset)
+    torch.testing.assert_close(z_c, z_e, rtol=1e-6, atol=2e-6)
+
+
+def test_step_seed_distinct_for_consecutive_steps():
+    seeds = [kernels.step_seed(7, t) for t in range(20000)]
+    assert len(set(seeds)) == len(seeds)
+    assert all(0 <= s < 2**63 for s in seeds)
+    assert kernels.step_seed(7, 3) == kernels.step_seed(7, 3)
+    assert kernels.step_seed(7, 3, stream=1) != kernels.step_seed(7, 3, stream=0)
+    assert kernels.step_seed(8, 3) != kernels.step_seed(7, 3)
+    # consecutive steps draw unrelated eps: sum over 64 step pairs of n r^2 ~ chi2(64)
+    n, pairs = 1 << 12, 64
+    eps = [reference.standard_normal(kernels.step_seed(7, t), (n,), dtype=torch.float64)
+           for t in range(pairs + 1)]
+    chi2 = sum(n * torch.corrcoef(torch.stack([eps[t], eps[t + 1]]))[0, 1].item() ** 2
+               for t in range(pairs))
+    assert stats.chi2.sf(chi2, pairs) > ALPHA, chi2

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 
 import torch
 from torch import Tensor
@@ -56,8 +57,6 @@ def available_backends(device: torch.device | str | None = None) -> tuple[str, .
 
 def _triton_interpreter() -> bool:
     """Whether Triton kernels run in the interpreter (decided when they are decorated)."""
-    import sys
-
     module = sys.modules.get("kernels.triton_latent")
     if module is not None:
         return module.INTERPRET

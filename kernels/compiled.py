@@ -101,14 +101,18 @@ def _key(seed: int, offset: int, device: torch.device) -> Tensor:
 
 
 def _acc_rows(t: Tensor) -> Tensor:
-    """(..., D) -> contiguous (N, D) in the accumulation dtype."""
-    return reference.rows_view(t).to(reference.acc_dtype(t.dtype)).contiguous()
+    """(..., D) -> contiguous (N, D) in the accumulation dtype, as a detached non-view.
+
+    The graphs then never see requires_grad or view inputs (both are guarded on, and
+    would cost a recompile).
+    """
+    return reference.rows_view(t).to(reference.acc_dtype(t.dtype)).contiguous().detach()
 
 
 def _grad_or_zeros(g: Tensor | None, shape: tuple[int, ...], like: Tensor) -> Tensor:
     if g is None:
         return torch.zeros(shape, dtype=like.dtype, device=like.device)
-    return g.reshape(shape).to(like.dtype).contiguous()
+    return g.reshape(shape).to(like.dtype).contiguous().detach()
 
 
 class LatentCompiled(torch.autograd.Function):

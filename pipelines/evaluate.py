@@ -28,6 +28,22 @@ def _numeric(metrics: dict) -> dict[str, float]:
             if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
+def latent_scatter(arrays: dict, title: str, path) -> None:
+    """The test set's encoder means along the two latents with the most KL."""
+    import matplotlib.pyplot as plt
+
+    mu, labels = arrays["latent_means"], arrays["labels"]
+    fig, ax = plt.subplots(figsize=(3.2, 3.2), dpi=80)
+    ax.scatter(mu[:, 0], mu[:, 1], c=labels if labels is not None else "C0", s=3,
+               cmap="tab10", alpha=0.6, linewidths=0)
+    ax.set_xlabel("latent with most KL")
+    ax.set_ylabel("second")
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
 @app.command()
 def main(model: str, dataset: str,
          beta: float = typer.Option(None, help="override the model's beta (the beta sweep)"),
@@ -61,6 +77,9 @@ def main(model: str, dataset: str,
         atomic_write_bytes(path, lambda p, im=img: plt.imsave(p, im, cmap="gray", vmin=0,
                                                               vmax=1, format="png"))
         pictures.append(path)
+    path = RUNS / spec.run_id / "figures" / "latents.png"
+    atomic_write_bytes(path, lambda p: latent_scatter(result.arrays, spec.run_id, p))
+    pictures.append(path)
     atomic_write_json(out / "checks.json", result.records)
     atomic_write_json(out / "metrics.json", result.metrics)
 

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from kernels.reference import LOG_2PI
-from vaebench.objectives import betatc_terms, iwae_bound
+from vaebench.objectives import betatc_terms, gaussian_log_density_matrix, iwae_bound
 
 
 def _tensor(name: str, value: object, ndim: int | None = None) -> Tensor:
@@ -252,3 +252,44 @@ def gaussian_entropy(cov: Tensor) -> float:
                          f"failed at column {int(info)}")
     log_det = 2.0 * torch.log(torch.diagonal(chol)).sum()
     return float(0.5 * (d * (1.0 + LOG_2PI) + log_det))
+
+
+def aggregate_log_density(z: Tensor, mu: Tensor, logvar: Tensor,
+                          chunk_elements: int = 2 ** 22) -> tuple[Tensor, Tensor]:
+    """log q(z_i) and log q(z_ij) under the aggregate posterior of the N given points.
+
+    q(z) = (1/N) sum_n q(z|x_n) and q(z_j) = (1/N) sum_n q(z_j|x_n), evaluated at each z_i
+    (Chen et al. 2018, eq. 2, with the dataset's own points as the mixture; unlike the
+    training-time minibatch-weighted sampling it has no (K - 1) log(N M) offset, and a
+    collapsed posterior, q(z|x) = p(z), gives TC = 0). Returns (N,) and (N, D), float64,
+    chunked over i so that a (chunk, N, D) block is the largest tensor held.
+    """
+    zz = _tensor("z", z)
+    m = _tensor("mu", mu)
+    lv = _tensor("logvar", logvar)
+    _same_shape("z", zz, "mu", m)
+    _same_shape("z", zz, "logvar", lv)
+    n, d = zz.shape
+    rows = max(1, _positive_int("chunk_elements", chunk_elements) // (n * d))
+    log_n = math.log(n)
+    joint = torch.empty(n, dtype=torch.float64)
+    marg = torch.empty(n, d, dtype=torch.float64)
+    for start in range(0, n, rows):
+        block = gaussian_log_density_matrix(zz[start:start + rows], m, lv)  # (c, N, D)
+        joint[start:start + rows] = torch.logsumexp(block.sum(-1), dim=1) - log_n
+        marg[start:start + rows] = torch.logsumexp(block, dim=1) - log_n
+    return joint, marg
+
+
+def tc_terms_mixture(z: Tensor, mu: Tensor, logvar: Tensor, log_qz_x: Tensor,
+                     log_pz: Tensor) -> dict[str, Tensor]:
+    """Per-sample index-code MI, TC and dimension-wise KL with the N points' mixture as q(z).
+
+    MI + TC + DWKL = log q(z|x) - log p(z) per sample exactly, so their mean is the Monte
+    Carlo KL (Chen et al. 2018, eq. 2). The MI term is the estimator of ``mutual_information``.
+    """
+    log_qz, log_qz_marg = aggregate_log_density(z, mu, logvar)
+    lq = _tensor("log_qz_x", log_qz_x)
+    lp = _tensor("log_pz", log_pz)
+    marg = log_qz_marg.sum(-1)
+    return {"mi": lq - log_qz, "tc": log_qz - marg, "dwkl": marg - lp, "kl_mc": lq - lp}

@@ -91,6 +91,14 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
     torch.manual_seed(seed)
     model = build_model(spec.model, cfg, data_info(bundle), backend=spec.study.backend)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    x_train, y_train = as_tensors(bundle.x_train, bundle.y_train)
+    x_val, y_val = as_tensors(bundle.x_val, bundle.y_val)
+    n = len(x_train)
+    bs = min(cfg.batch_size, n)
+    steps_per_epoch = n // bs  # drop the ragged last batch: every step sees bs points
+    epochs = cfg.total_epochs(n)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+             if cfg.lr_schedule == "cosine" else None)
     gen = seeded_generator(seed)
     state = TrainState()
     ckpt_path = out_dir / "checkpoint.pt"
@@ -99,16 +107,11 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
         if ckpt.get("fingerprint") == fingerprint:
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
+            if sched is not None:
+                sched.load_state_dict(ckpt["scheduler"])
             gen.set_state(ckpt["generator"])
             state = TrainState(**ckpt["state"])
-
-    x_train, y_train = as_tensors(bundle.x_train, bundle.y_train)
-    x_val, y_val = as_tensors(bundle.x_val, bundle.y_val)
-    n = len(x_train)
-    bs = min(cfg.batch_size, n)
-    steps_per_epoch = n // bs  # drop the ragged last batch: every step sees bs points
     model.train()
-    epochs = cfg.total_epochs(n)
     bar = tqdm(range(state.epoch, epochs), initial=state.epoch, total=epochs,
                desc=spec.run_id, disable=not progress, unit="epoch", leave=False)
     for epoch in bar:
@@ -128,6 +131,8 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
             state.step += 1
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach().mean())
@@ -142,6 +147,7 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
         tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
         ckpt = {"fingerprint": fingerprint, "model": model.state_dict(),
                 "optimizer": opt.state_dict(), "generator": gen.get_state(),
+                "scheduler": None if sched is None else sched.state_dict(),
                 "state": state.__dict__}
         atomic_write_bytes(ckpt_path, lambda p, c=ckpt: torch.save(c, p))
         bar.set_postfix(val_elbo=f"{val['elbo']:.2f}")

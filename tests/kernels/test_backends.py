@@ -77,8 +77,8 @@ def test_gradients_match_eager_autograd(backend, n_samples, inputs):
     kl_e = kernels.gaussian_kl(mu_e, logvar_e, backend="eager")
     gen = torch.Generator().manual_seed(0)
     weights = [torch.randn(o.shape, generator=gen) for o in (*outs_e, kl_e)]
-    sum((o * w).sum() for o, w in zip((*outs, kl), weights)).backward()
-    sum((o * w).sum() for o, w in zip((*outs_e, kl_e), weights)).backward()
+    sum((o * w).sum() for o, w in zip((*outs, kl), weights, strict=True)).backward()
+    sum((o * w).sum() for o, w in zip((*outs_e, kl_e), weights, strict=True)).backward()
     torch.testing.assert_close(mu.grad, mu_e.grad, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(logvar.grad, logvar_e.grad, rtol=1e-5, atol=1e-5)
 
@@ -118,7 +118,7 @@ def test_non_contiguous_inputs_and_leading_shapes(backend, inputs):
         w = torch.linspace(-1.0, 1.0, z.numel()).view(z.shape)
         ((z * w).sum() + kl.sum()).backward()
         ((z_e * w).sum() + kl_e.sum()).backward()
-        for leaf, leaf_e in zip(leaves, leaves_e):
+        for leaf, leaf_e in zip(leaves, leaves_e, strict=True):
             torch.testing.assert_close(leaf.grad, leaf_e.grad, rtol=1e-5, atol=1e-5)
 
 

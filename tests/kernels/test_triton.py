@@ -56,7 +56,7 @@ def test_backward_matches_autograd_on_recovered_eps(shape, block_d, n_samples, u
     ref = _eager_outputs(mu, logvar, eps)
     # forward agrees on this eps
     for got, want in zip((z.reshape(ref[0].shape), kl.reshape(ref[1].shape),
-                          log_q.reshape(ref[2].shape), log_p.reshape(ref[3].shape)), ref):
+                          log_q.reshape(ref[2].shape), log_p.reshape(ref[3].shape)), ref, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     gen = torch.Generator().manual_seed(1)
     weights = [torch.randn(r.shape, generator=gen, dtype=torch.float64) for r in ref]
@@ -64,7 +64,7 @@ def test_backward_matches_autograd_on_recovered_eps(shape, block_d, n_samples, u
                                   for i in used), (mu, logvar))
     want = torch.autograd.grad(sum((ref[i] * weights[i]).sum() for i in used), (mu, logvar),
                                materialize_grads=True)
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)
 
 

@@ -33,6 +33,7 @@ class TrainConfig(BaseModel):
     min_steps: NonNegativeInt = 0  # small datasets: train for at least this many Adam steps
     batch_size: PositiveInt = 128
     lr: PositiveFloat = 1e-3
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: anneal to 0 over training
 
     def total_epochs(self, n_train: int) -> int:
         """``epochs``, raised so that at least ``min_steps`` optimizer steps are taken."""

@@ -1,0 +1,314 @@
+"""Micro-benchmarks of the fused latent layer: ``reparameterize_kl`` on every backend.
+
+Run from the repository root (the venv active), as one command:
+
+    python -m pytest kernels/bench --benchmark-only
+
+It times the backends side by side on mu, logvar of N x D in {256x32, 4096x64, 65536x128,
+65536x256} float32, n_samples in {1, 5, 50}, forward alone and forward + backward, plus a
+large ``Tensor.copy_`` for the device's copy bandwidth, and writes the table to
+``reports/kernels/latent_bench_<cpu|cuda>.md`` and ``.csv`` (atomically).
+
+Backends: ``eager`` (the counter-based reference), ``compile`` and, on CUDA, ``triton``;
+``torch`` is the plain PyTorch way for context (``torch.randn`` noise, autograd, not the
+same eps). ``VAEBENCH_BENCH_THREADS=k`` sets torch's CPU threads (on a shared machine one
+thread gives stable numbers; the table records the count). On the CPU the eager reference
+is skipped above 2**24 sample elements and the others above 2**27 (minutes per case,
+gigabytes of temporaries); skipped cases are listed.
+Each case gets one warm-up call (torch.compile compiles there), then enough rounds to fill
+about ``ROUND_BUDGET_S`` seconds (at least ``MIN_ROUNDS``); the table gives the median.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import kernels
+
+ROOT = Path(__file__).resolve().parents[2]
+REPORT_DIR = ROOT / "reports" / "kernels"
+
+CUDA = torch.cuda.is_available()
+if os.environ.get("VAEBENCH_BENCH_THREADS"):
+    torch.set_num_threads(int(os.environ["VAEBENCH_BENCH_THREADS"]))
+DEVICE = torch.device("cuda" if CUDA else "cpu")
+DTYPE = torch.float32
+SIZES = [(256, 32), (4096, 64), (65536, 128), (65536, 256)]
+N_SAMPLES = [1, 5, 50]
+MODES = ["fwd", "fwd+bwd"]
+BACKENDS = ["torch", "eager", "compile"] + (["triton"] if CUDA else [])
+
+# CPU limits on S * N * D per backend (no limits on CUDA).
+CPU_MAX_ELEMENTS = {"eager": 1 << 24, "compile": 1 << 27, "torch": 1 << 27}
+ROUND_BUDGET_S = 0.5 if CUDA else 1.5
+MIN_ROUNDS, MAX_ROUNDS = (5, 200) if CUDA else (3, 50)
+COPY_BYTES = (1 << 30) if CUDA else (1 << 28)
+
+# Targets (reported, never asserted): CPU compile/eager fwd+bwd at N*D >= 4096*64;
+# CUDA triton fwd+bwd at N*D >= 65536*128 against copy bandwidth, eager and compile.
+CPU_TARGET = {"min_elements": 4096 * 64, "compile_over_eager": 2.0}
+CUDA_TARGET = {"min_elements": 65536 * 128, "copy_fraction": 0.8, "over_eager": 3.0,
+               "over_compile": 1.3}
+
+BYTES_FORMULA = ("bytes (b = bytes per input element, M = N*D): forward reads mu and logvar "
+                 "and writes z and kl: 2*M*b + S*M*b + 4*N; backward reads grad_z, grad_kl, "
+                 "mu and logvar and writes grad_mu and grad_logvar: S*M*b + 4*N + 4*M*b; "
+                 "fwd+bwd is the sum; copy bandwidth counts read + write of the copied bytes")
+
+
+def minimal_bytes(n: int, d: int, n_samples: int, mode: str, elem_bytes: int = 4) -> int:
+    """Minimal DRAM traffic of ``reparameterize_kl`` (see ``BYTES_FORMULA``)."""
+    m = n * d
+    forward = 2 * m * elem_bytes + n_samples * m * elem_bytes + 4 * n
+    backward = n_samples * m * elem_bytes + 4 * n + 4 * m * elem_bytes
+    return forward if mode == "fwd" else forward + backward
+
+
+def _plain_torch(mu, logvar, n_samples):
+    """The usual eager VAE code: torch.randn noise, autograd for the gradients."""
+    eps = torch.randn((n_samples, *mu.shape), device=mu.device, dtype=mu.dtype)
+    z = mu + torch.exp(0.5 * logvar) * eps
+    kl = 0.5 * (mu * mu + torch.exp(logvar) - 1.0 - logvar).sum(-1)
+    return (z if n_samples > 1 else z[0]), kl
+
+
+def _make_step(backend: str, n: int, d: int, n_samples: int, mode: str):
+    """A no-argument callable running one forward (and backward) on fresh-looking inputs."""
+    gen = torch.Generator(device=DEVICE).manual_seed(0)
+    mu = torch.randn(n, d, device=DEVICE, dtype=DTYPE, generator=gen)
+    logvar = 0.5 * torch.randn(n, d, device=DEVICE, dtype=DTYPE, generator=gen)
+    grad = mode == "fwd+bwd"
+    mu.requires_grad_(grad)
+    logvar.requires_grad_(grad)
+
+    if backend == "torch":
+        def op():
+            return _plain_torch(mu, logvar, n_samples)
+    else:
+        def op():
+            return kernels.reparameterize_kl(mu, logvar, n_samples, seed=1, backend=backend)
+
+    z_shape = (n_samples, n, d) if n_samples > 1 else (n, d)
+    g_z = torch.ones(z_shape, device=DEVICE, dtype=DTYPE) if grad else None
+    g_kl = torch.ones(n, device=DEVICE, dtype=torch.float32) if grad else None
+
+    def step():
+        z, kl = op()
+        if grad:
+            torch.autograd.grad((z, kl), (mu, logvar), (g_z, g_kl))
+        if CUDA:
+            torch.cuda.synchronize()
+
+    return step
+
+
+def _rounds(step) -> int:
+    """Warm up (compiles), time one call, and size the rounds to the time budget."""
+    step()
+    t0 = time.perf_counter()
+    step()
+    once = time.perf_counter() - t0
+    return int(min(MAX_ROUNDS, max(MIN_ROUNDS, ROUND_BUDGET_S / max(once, 1e-9))))
+
+
+# --------------------------------------------------------------------------------------
+# Result collection and the report
+# --------------------------------------------------------------------------------------
+RESULTS: list[dict] = []
+SKIPPED: list[str] = []
+COPY: dict[str, float] = {}
+
+
+def device_name() -> str:
+    if CUDA:
+        return torch.cuda.get_device_name(DEVICE)
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model} ({os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()})"
+
+
+def triton_version() -> str:
+    try:
+        import triton
+    except ImportError:
+        return "not installed"
+    return triton.__version__ + ("" if CUDA else " (installed; the triton backend needs CUDA)")
+
+
+def _lookup(results, backend, n, d, s, mode):
+    for r in results:
+        if (r["backend"], r["N"], r["D"], r["S"], r["mode"]) == (backend, n, d, s, mode):
+            return r
+    return None
+
+
+def evaluate_targets(results: list[dict], copy_gbs: float, cuda: bool) -> list[dict]:
+    """Add speedups, copy fractions and target verdicts to each result row (pure)."""
+    rows = []
+    for r in results:
+        row = dict(r)
+        key = (r["N"], r["D"], r["S"], r["mode"])
+        eager = _lookup(results, "eager", *key)
+        compiled = _lookup(results, "compile", *key)
+        row["GB/s"] = r["bytes"] / r["median_s"] / 1e9
+        row["copy_fraction"] = row["GB/s"] / copy_gbs if copy_gbs else float("nan")
+        row["vs_eager"] = eager["median_s"] / r["median_s"] if eager else float("nan")
+        row["vs_compile"] = compiled["median_s"] / r["median_s"] if compiled else float("nan")
+        row["target"], row["met"] = "", ""
+        big = r["N"] * r["D"]
+        if not cuda and r["backend"] == "compile" and r["mode"] == "fwd+bwd" \
+                and big >= CPU_TARGET["min_elements"]:
+            row["target"] = f"compile >= {CPU_TARGET['compile_over_eager']:g}x eager"
+            row["met"] = ("n/a (eager skipped)" if not eager else
+                          "yes" if row["vs_eager"] >= CPU_TARGET["compile_over_eager"] else "no")
+        if cuda and r["backend"] == "triton" and r["mode"] == "fwd+bwd" \
+                and big >= CUDA_TARGET["min_elements"]:
+            t = CUDA_TARGET
+            row["target"] = (f">= {t['copy_fraction']:.0%} copy, >= {t['over_eager']:g}x eager, "
+                             f">= {t['over_compile']:g}x compile")
+            checks = [row["copy_fraction"] >= t["copy_fraction"]]
+            if eager:
+                checks.append(row["vs_eager"] >= t["over_eager"])
+            if compiled:
+                checks.append(row["vs_compile"] >= t["over_compile"])
+            row["met"] = "yes" if all(checks) else "no"
+        rows.append(row)
+    return rows
+
+
+def _fmt(x: float, spec: str) -> str:
+    return "-" if x != x else format(x, spec)  # NaN -> "-"
+
+
+def render_markdown(rows: list[dict], meta: dict, skipped: list[str]) -> str:
+    lines = [f"# Latent-layer kernels: `reparameterize_kl` micro-benchmark ({meta['kind']})", ""]
+    lines += [f"- {k}: {v}" for k, v in meta.items() if k != "kind"]
+    lines += ["", "Times are medians over the rounds. GB/s = minimal bytes / median time; "
+              "'copy' is that over the measured copy bandwidth; 'x eager' and 'x compile' are "
+              "the other backend's median time over this row's (above 1: this row is faster). "
+              "The `torch` rows are plain PyTorch (torch.randn noise, autograd): context, not "
+              "the same eps.", ""]
+    head = ["backend", "N", "D", "S", "mode", "median ms", "min ms", "rounds", "GB/s", "copy",
+            "x eager", "x compile", "target", "met"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["backend"], str(r["N"]), str(r["D"]), str(r["S"]), r["mode"],
+                 _fmt(1e3 * r["median_s"], ".3f"), _fmt(1e3 * r["min_s"], ".3f"),
+                 str(r["rounds"]), _fmt(r["GB/s"], ".2f"), _fmt(r["copy_fraction"], ".1%"),
+                 _fmt(r["vs_eager"], ".2f"), _fmt(r["vs_compile"], ".2f"), r["target"],
+                 r["met"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    verdicts = [r["met"] for r in rows if r["target"]]
+    lines += ["", f"Targets met: {verdicts.count('yes')} of {len(verdicts)} "
+              f"({verdicts.count('no')} missed, "
+              f"{len(verdicts) - verdicts.count('yes') - verdicts.count('no')} not measurable)."]
+    if skipped:
+        lines += ["", "Skipped cases:", ""] + [f"- {s}" for s in skipped]
+    return "\n".join(lines) + "\n"
+
+
+def render_csv(rows: list[dict], meta: dict) -> str:
+    out = io.StringIO()
+    fields = ["backend", "N", "D", "S", "mode", "median_s", "min_s", "rounds", "bytes", "GB/s",
+              "copy_fraction", "vs_eager", "vs_compile", "target", "met"]
+    for k, v in meta.items():
+        out.write(f"# {k}: {v}\n")
+    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+@pytest.fixture(scope="session", autouse=True)
+def report():
+    """Write the table once every case has run."""
+    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    yield
+    if not RESULTS:
+        return
+    kind = "cuda" if CUDA else "cpu"
+    copy_gbs = COPY.get("GB/s", float("nan"))
+    meta = {
+        "kind": kind,
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "device": device_name(),
+        "torch": torch.__version__,
+        "triton": triton_version(),
+        "dtype": str(DTYPE).replace("torch.", ""),
+        "peak copy bandwidth": f"{copy_gbs:.2f} GB/s (Tensor.copy_ of "
+                               f"{COPY_BYTES >> 20} MiB, median)",
+        "minimal bytes": BYTES_FORMULA,
+        "load average (start, end)": f"{load_start:.2f}, "
+                                     f"{os.getloadavg()[0] if hasattr(os, 'getloadavg') else 0:.2f}",
+        "command": "python -m pytest kernels/bench --benchmark-only",
+    }
+    rows = evaluate_targets(RESULTS, copy_gbs, CUDA)
+    write_atomic(REPORT_DIR / f"latent_bench_{kind}.md", render_markdown(rows, meta, SKIPPED))
+    write_atomic(REPORT_DIR / f"latent_bench_{kind}.csv", render_csv(rows, meta))
+    for r in rows:
+        if r["target"]:
+            print(f"{r['backend']} {r['N']}x{r['D']} S={r['S']} {r['mode']}: "
+                  f"x eager {r['vs_eager']:.2f}, copy {r['copy_fraction']:.1%} -> {r['met']}")
+
+
+# --------------------------------------------------------------------------------------
+# The benchmarks
+# --------------------------------------------------------------------------------------
+def test_copy_bandwidth(benchmark):
+    src = torch.ones(COPY_BYTES // 4, device=DEVICE, dtype=torch.float32)
+    dst = torch.empty_like(src)
+
+    def step():
+        dst.copy_(src)
+        if CUDA:
+            torch.cuda.synchronize()
+
+    benchmark.pedantic(step, rounds=_rounds(step) * 2, iterations=1)
+    COPY["GB/s"] = 2 * COPY_BYTES / benchmark.stats.stats.median / 1e9
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("n_samples", N_SAMPLES)
+@pytest.mark.parametrize("n,d", SIZES, ids=[f"{n}x{d}" for n, d in SIZES])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_reparameterize_kl(benchmark, backend, n, d, n_samples, mode):
+    elements = n_samples * n * d
+    if not CUDA and elements > CPU_MAX_ELEMENTS[backend]:
+        SKIPPED.append(f"{backend} {n}x{d} S={n_samples} {mode}: {elements} sample elements "
+                       f"> CPU limit {CPU_MAX_ELEMENTS[backend]}")
+        pytest.skip("over the CPU size limit for this backend")
+    step = _make_step(backend, n, d, n_samples, mode)
+    benchmark.group = f"{n}x{d} S={n_samples} {mode}"
+    benchmark.pedantic(step, rounds=_rounds(step), iterations=1)
+    stats = benchmark.stats.stats
+    RESULTS.append({"backend": backend, "N": n, "D": d, "S": n_samples, "mode": mode,
+                    "median_s": stats.median, "min_s": stats.min, "rounds": stats.rounds,
+                    "bytes": minimal_bytes(n, d, n_samples, mode)})

@@ -1,0 +1,66 @@
+"""The benchmark's byte model, target verdicts and report files (no timing here)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "kernels" / "bench" / "test_bench_latent.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_latent_under_test", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_minimal_bytes_formula(bench):
+    # float32, N=4, D=8, S=3: fwd = mu+logvar 256 + z 384 + kl 16; bwd = g_z 384 + g_kl 16
+    # + mu, logvar 256 + grad_mu, grad_logvar 256
+    assert bench.minimal_bytes(4, 8, 3, "fwd") == 656
+    assert bench.minimal_bytes(4, 8, 3, "fwd+bwd") == 656 + 912
+
+
+def _row(backend, n, d, s, mode, median):
+    return {"backend": backend, "N": n, "D": d, "S": s, "mode": mode, "median_s": median,
+            "min_s": median, "rounds": 3, "bytes": 10**9}
+
+
+def test_targets_cpu_and_cuda(bench):
+    results = [_row("eager", 4096, 64, 1, "fwd+bwd", 1.0), _row("compile", 4096, 64, 1, "fwd+bwd", 0.4),
+               _row("compile", 256, 32, 1, "fwd+bwd", 0.9), _row("eager", 256, 32, 1, "fwd+bwd", 1.0),
+               _row("compile", 65536, 256, 5, "fwd+bwd", 0.5)]
+    rows = {(r["backend"], r["N"], r["S"]): r for r in bench.evaluate_targets(results, 2.0, False)}
+    assert rows[("compile", 4096, 1)]["met"] == "yes"
+    assert rows[("compile", 4096, 1)]["vs_eager"] == pytest.approx(2.5)
+    assert rows[("compile", 256, 1)]["target"] == ""            # below the size threshold
+    assert rows[("compile", 65536, 5)]["met"] == "n/a (eager skipped)"
+    assert rows[("eager", 4096, 1)]["GB/s"] == pytest.approx(1.0)
+    assert rows[("eager", 4096, 1)]["copy_fraction"] == pytest.approx(0.5)
+
+    # CUDA: 1 GB/s of 1.2 GB/s copy (83%), 3.5x eager, but only 1.2x compile -> missed
+    gpu = [_row("triton", 65536, 128, 1, "fwd+bwd", 1.0), _row("eager", 65536, 128, 1, "fwd+bwd", 3.5),
+           _row("compile", 65536, 128, 1, "fwd+bwd", 1.2)]
+    assert bench.evaluate_targets(gpu, 1.2, True)[0]["met"] == "no"
+    gpu[2]["median_s"] = 1.4
+    assert bench.evaluate_targets(gpu, 1.2, True)[0]["met"] == "yes"
+    assert bench.evaluate_targets(gpu, 1.3, True)[0]["met"] == "no"   # 77% of copy
+
+
+def test_report_files_are_written_atomically(bench, tmp_path):
+    rows = bench.evaluate_targets([_row("compile", 4096, 64, 1, "fwd", 0.5)], 4.0, False)
+    meta = {"kind": "cpu", "date": "today", "device": "test"}
+    md = bench.render_markdown(rows, meta, ["eager 65536x256 S=50 fwd: skipped"])
+    bench.write_atomic(tmp_path / "t.md", md)
+    bench.write_atomic(tmp_path / "t.csv", bench.render_csv(rows, meta))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv", "t.md"]
+    text = (tmp_path / "t.md").read_text()
+    assert "| compile | 4096 | 64 | 1 | fwd | 500.000 |" in text and "skipped" in text
+    lines = [x for x in (tmp_path / "t.csv").read_text().splitlines() if not x.startswith("#")]
+    (row,) = csv.DictReader(lines)
+    assert float(row["GB/s"]) == pytest.approx(2.0) and row["backend"] == "compile"

@@ -64,6 +64,7 @@ def _metrics(run: str, model: str, dataset: str, i: int, beta: float | None) -> 
         "elbo_mc_se": 0.02, "elbo_samples": 4, "kl_per_dim": kl_dims,
         "active_units": 4 + (model == "iwae"), "au_cov": [1.0, 0.5, 0.2, 0.05, 0.001, 0.0],
         "mi": min(kl, math.log(n)) - 0.5, "mi_se": 0.04, "mi_max": math.log(n),
+        "mi_upper": kl + 0.5, "mi_upper_se": 0.05,
         "tc_mi": 1.0, "tc_mi_se": 0.1, "tc_tc": 0.4 + 0.1 * i, "tc_tc_se": 0.05,
         "tc_dwkl": 2.0, "tc_dwkl_se": 0.1, "tc_kl_mc": kl, "tc_kl_mc_se": 0.05,
         "nll": -bounds[500], "nll_se": 0.21 + 0.01 * i, "nll_k": 500, "nll_points": 200,

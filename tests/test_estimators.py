@@ -236,3 +236,29 @@ def test_aggregate_log_density_against_brute_force_and_collapse():
     tc0 = tc_terms_mixture(zc, zero, zero, lp, lp)
     for key in ("mi", "tc", "dwkl"):
         assert tc0[key].abs().max() < 1e-12, key
+
+
+def test_leave_one_out_upper_bound_brackets_the_exact_mi():
+    from vaebench.estimators import mutual_information_upper
+
+    rng = np.random.default_rng(8)
+    n, d, k = 400, 4, 2
+    a = rng.standard_normal((d, d))
+    cov_x = a @ a.T / d + 0.2 * np.eye(d)
+    x = rng.multivariate_normal(np.zeros(d), cov_x, n)
+    v = 1.5 * rng.standard_normal((k, d))  # an informative encoder: I close to log N
+    dvar = np.array([0.05, 0.1])
+    mean = x @ v.T
+    z = mean + np.sqrt(dvar) * rng.standard_normal((n, k))
+    log_q = norm.logpdf(z, mean, np.sqrt(dvar)).sum(-1)
+    logvar = np.broadcast_to(np.log(dvar), (n, k)).copy()
+    args = [torch.from_numpy(t) for t in (z, mean, logvar, log_q)]
+    exact = linear_gaussian_mi(torch.from_numpy(v), torch.from_numpy(dvar), torch.from_numpy(cov_x))
+    lower, _ = mutual_information(*args)
+    upper, _ = mutual_information_upper(*args)
+    assert lower < exact < upper
+    # brute force for the leave-one-out mixture
+    dens = np.stack([norm.logpdf(z, mean[m], np.sqrt(dvar)).sum(-1) for m in range(n)], 1)
+    np.fill_diagonal(dens, -np.inf)
+    ref = np.mean(log_q - (logsumexp(dens, axis=1) - math.log(n - 1)))
+    assert upper == pytest.approx(ref, rel=1e-10)

@@ -145,7 +145,8 @@ def _check_latents(z: Tensor, mu: Tensor, logvar: Tensor, log_qz_x: Tensor) -> N
 
 
 def mutual_information_per_point(z: Tensor, mu: Tensor, logvar: Tensor, log_qz_x: Tensor,
-                                 chunk_elements: int = 2 ** 22) -> Tensor:
+                                 chunk_elements: int = 2 ** 22,
+                                 leave_one_out: bool = False) -> Tensor:
     """Per-point terms log q(z_i|x_i) - log (1/N) sum_n q(z_i|x_n), (N,), chunked over i.
 
     See ``mutual_information``. The (i, n) block of log-densities is
@@ -175,8 +176,12 @@ def mutual_information_per_point(z: Tensor, mu: Tensor, logvar: Tensor, log_qz_x
         zc = zz[start:stop]
         mat = const[None, :] - 0.5 * ((zc * zc) @ prec.T) + zc @ mu_prec.T  # (c, N)
         idx = torch.arange(start, stop, device=zz.device)
-        mat[idx - start, idx] = lq[start:stop]
-        out[start:stop] = lq[start:stop] - (torch.logsumexp(mat, dim=1) - math.log(n))
+        if leave_one_out:  # the mixture of the other N - 1 points
+            mat[idx - start, idx] = -math.inf
+            out[start:stop] = lq[start:stop] - (torch.logsumexp(mat, dim=1) - math.log(n - 1))
+        else:
+            mat[idx - start, idx] = lq[start:stop]
+            out[start:stop] = lq[start:stop] - (torch.logsumexp(mat, dim=1) - math.log(n))
     return out
 
 
@@ -195,6 +200,17 @@ def mutual_information(z: Tensor, mu: Tensor, logvar: Tensor, log_qz_x: Tensor,
     mixture).
     """
     return se_over_points(mutual_information_per_point(z, mu, logvar, log_qz_x, chunk_elements))
+
+
+def mutual_information_upper(z: Tensor, mu: Tensor, logvar: Tensor, log_qz_x: Tensor,
+                             chunk_elements: int = 2 ** 22) -> tuple[float, float]:
+    """Leave-one-out upper bound on I_q(x; z): mean_i [log q(z_i|x_i) - log (1/(N-1)) sum_{n!=i}
+    q(z_i|x_n)] (Poole et al. 2019, eq. 13). With ``mutual_information`` it brackets I:
+    lower <= I <= upper, each in expectation over the N iid points. (mean, se)."""
+    if _tensor("z", z).shape[0] < 2:
+        raise ValueError("the leave-one-out bound needs at least 2 points")
+    return se_over_points(mutual_information_per_point(z, mu, logvar, log_qz_x, chunk_elements,
+                                                       leave_one_out=True))
 
 
 def tc_terms(z: Tensor, mu: Tensor, logvar: Tensor, log_qz_x: Tensor, log_pz: Tensor,

@@ -144,6 +144,8 @@ def evaluate(spec, bundle, model: GaussianLatentModel, train_state: dict) -> Eva
     mi, mi_se = estimators.mutual_information(z1, mu, logvar, log_q1)
     metrics["mi"], metrics["mi_se"] = float(mi), float(mi_se)
     metrics["mi_max"] = math.log(n)
+    mi_up, mi_up_se = estimators.mutual_information_upper(z1, mu, logvar, log_q1)
+    metrics["mi_upper"], metrics["mi_upper_se"] = float(mi_up), float(mi_up_se)
     # The decomposition with the test set's own mixture as q(z) (no MWS offset); the
     # beta-TCVAE's training-time MWS estimate on the same draws is reported beside it.
     tc = estimators.tc_terms_mixture(z1, mu, logvar, log_q1, log_p1)

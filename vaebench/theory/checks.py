@@ -437,17 +437,20 @@ def beta_sweep_checks(runs: Sequence[str], betas: Sequence[float],
                       rate: Sequence[tuple[float, float]],
                       distortion: Sequence[tuple[float, float]],
                       mi: Sequence[tuple[float, float]], entropy: float,
-                      mi_source: str = "estimate") -> list[RawRecord]:
+                      mi_source: str = "estimate",
+                      mi_upper: Sequence[tuple[float, float]] | None = None,
+                      upper_source: str = "leave-one-out upper bound") -> list[RawRecord]:
     """Rate-distortion checks over a beta sweep (Alemi et al. 2018, eqs. 4-6).
 
     For runs sorted by beta: the rate R is non-increasing in beta ("ge" on R_i - R_{i+1},
     stderr of independent runs combined); per run I <= R ("le") and H - D <= I ("le"), with
     D = -E log p(x|z) and H the data entropy (exact). ``mi`` is (mean, se) per run from
     ``mi_source``: "closed form" (linear-Gaussian, se 0) or "estimate" (the mixture
-    estimator, itself a lower bound on I capped at log N: I_est <= I <= R stays a valid
-    test, while H - D <= I_est can fail falsely when I is near log N). The I and R (or D)
-    standard errors are combined as independent (they come from the same points; a positive
-    correlation makes this conservative).
+    estimator, a lower bound on I capped at log N, so I_est <= I <= R stays a valid test).
+    H - D <= I is tested against ``mi_upper`` (an upper bound on I, e.g. the leave-one-out
+    estimator), so H - D <= I <= I_upper keeps it valid; without it, against ``mi``. The I and
+    R (or D) standard errors are combined as independent (they come from the same points; a
+    positive correlation makes this conservative).
     """
     n = len(runs)
     if not (len(betas) == len(rate) == len(distortion) == len(mi) == n) or n == 0:
@@ -461,6 +464,8 @@ def beta_sweep_checks(runs: Sequence[str], betas: Sequence[float],
     r_pairs = [_mean_se_pair("rate", rate[i]) for i in order]
     d_pairs = [_mean_se_pair("distortion", distortion[i]) for i in order]
     i_pairs = [_mean_se_pair("mi", mi[i]) for i in order]
+    upper = mi if mi_upper is None else mi_upper
+    u_pairs = [_mean_se_pair("mi_upper", upper[i]) for i in order]
     names = [str(runs[i]) for i in order]
     bs = [float(betas[i]) for i in order]
     records = []
@@ -481,11 +486,12 @@ def beta_sweep_checks(runs: Sequence[str], betas: Sequence[float],
             detail=(f"I(x;z) ({mi_source}) vs rate R at beta={bs[j]:g}: I <= R (Alemi et al. "
                     "2018); stderr combines both SEs as independent."),
         ))
+        iu, su = u_pairs[j]
         records.append(_record(
             name="entropy_minus_distortion_le_mi", run=names[j], kind="le", empirical=h - dist,
-            theoretical=i_mean, stderr=math.sqrt(sd * sd + si * si),
-            detail=(f"H - D vs I(x;z) ({mi_source}) at beta={bs[j]:g}: H - D <= I (Alemi et al. "
-                    "2018), H exact; stderr combines the D and I SEs as independent."),
+            theoretical=iu, stderr=math.sqrt(sd * sd + su * su),
+            detail=(f"H - D vs I(x;z) ({upper_source}) at beta={bs[j]:g}: H - D <= I (Alemi et "
+                    "al. 2018), H exact; stderr combines the D and I SEs as independent."),
         ))
     return records
 

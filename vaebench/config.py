@@ -52,7 +52,7 @@ class StudyConfig(_Strict):
     datasets: list[str] = Field(min_length=1)
     linear_datasets: list[str] = Field(default_factory=list)
     backend: str = "auto"
-    device: Literal["cpu", "cuda"] = "cpu"
+    device: Literal["cpu"] = "cpu"  # training runs on the CPU; the kernels also run on CUDA
     threads: PositiveInt | None = None
 
     @field_validator("models")

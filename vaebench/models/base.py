@@ -86,7 +86,7 @@ class GaussianLatentModel(nn.Module):
         self.info = info
         self.latent_dim = cfg.latent_dim
         self.likelihood = resolve_likelihood(cfg.likelihood, info)
-        self.backend = kernels.resolve_backend(backend)
+        self.backend = kernels.resolve_backend(backend, "cpu")  # models train on the CPU
         self.n_classes = info.n_classes if conditional else None
         if conditional and not info.n_classes:
             raise ValueError("the conditional VAE needs a labelled dataset (n_classes is None)")

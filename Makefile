@@ -36,7 +36,7 @@ ui: setup
 	mlflow ui --backend-store-uri sqlite:///$(abspath mlflow.db) --host 127.0.0.1 --port 5000 --workers 1
 
 bench-kernels: setup
-	$(PY) -m pytest kernels/bench -q --benchmark-only --benchmark-enable -p no:cacheprovider
+	$(PY) -m pytest kernels/bench -q --benchmark-only
 
 bench-train: setup
 	$(PY) -m benchmarks.train_throughput

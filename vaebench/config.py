@@ -95,6 +95,7 @@ class EvalConfig(_Strict):
     iw_k: PositiveInt = 500                # importance samples for the log-likelihood
     iw_ks: list[PositiveInt] = Field(default_factory=lambda: [1, 5, 50, 500])
     iw_points: PositiveInt = 1000          # test points for the IS log-likelihood
+    mi_points: PositiveInt = 2000          # test points for I_q(x;z) and the TC decomposition (cost N^2)
     active_threshold: NonNegativeFloat = 0.01
     disentanglement_points: PositiveInt = 5000
 

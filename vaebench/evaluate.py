@@ -124,7 +124,8 @@ def evaluate(spec, bundle, model: GaussianLatentModel, train_state: dict) -> Eva
         metrics[name], metrics[f"{name}_se"] = float(mean), float(se)
     metrics["elbo_mc_se"] = float(estimators.mc_mean_se(elbo_s)[1])
     metrics["elbo_samples"] = cfg.elbo_samples
-    records.append(checks.kl_check(run, *encode_all(model, x, y, bs), s["log_qz"] - s["log_pz"]))
+    mu, logvar = encode_all(model, x, y, bs)
+    records.append(checks.kl_check(run, mu, logvar, s["log_qz"] - s["log_pz"]))
 
     # 6. The S-sample ELBO against an independent larger-S estimate, and SE ~ 1/sqrt(S).
     m = min(cfg.elbo_points, n)
@@ -133,32 +134,35 @@ def evaluate(spec, bundle, model: GaussianLatentModel, train_state: dict) -> Eva
     records += checks.empirical_elbo_checks(run, elbo_s[:, :m], large["log_px_z"] - large["kl"])
 
     # 2. Latent diagnostics: KL per dimension, active units, I_q(x; z), TC decomposition.
-    mu, logvar = encode_all(model, x, y, bs)
     metrics["kl_per_dim"] = estimators.kl_per_dim(mu, logvar).tolist()
     au, cov = estimators.active_units(mu, cfg.active_threshold)
     metrics["active_units"] = int(au)
     metrics["au_cov"] = cov.tolist()
+    # Estimators whose cost grows as N^2 use the first mi_points test points.
+    nm = min(cfg.mi_points, n)
+    mu_m, logvar_m = mu[:nm], logvar[:nm]
     z1, log_q1, log_p1 = kernels.reparameterize(
-        mu, logvar, 1, kernels.step_seed(seed, 0, STREAM_MI), with_log_probs=True,
+        mu_m, logvar_m, 1, kernels.step_seed(seed, 0, STREAM_MI), with_log_probs=True,
         backend=model.backend)
-    mi, mi_se = estimators.mutual_information(z1, mu, logvar, log_q1)
+    mi, mi_se = estimators.mutual_information(z1, mu_m, logvar_m, log_q1)
     metrics["mi"], metrics["mi_se"] = float(mi), float(mi_se)
-    metrics["mi_max"] = math.log(n)
-    mi_up, mi_up_se = estimators.mutual_information_upper(z1, mu, logvar, log_q1)
+    metrics["mi_max"] = math.log(nm)
+    metrics["mi_points"] = nm
+    mi_up, mi_up_se = estimators.mutual_information_upper(z1, mu_m, logvar_m, log_q1)
     metrics["mi_upper"], metrics["mi_upper_se"] = float(mi_up), float(mi_up_se)
     # The decomposition with the test set's own mixture as q(z) (no MWS offset); the
     # beta-TCVAE's training-time MWS estimate on the same draws is reported beside it.
-    tc = estimators.tc_terms_mixture(z1, mu, logvar, log_q1, log_p1)
+    tc = estimators.tc_terms_mixture(z1, mu_m, logvar_m, log_q1, log_p1)
     for key, values in tc.items():
         mean, se = estimators.se_over_points(values)
         metrics[f"tc_{key}"], metrics[f"tc_{key}_se"] = float(mean), float(se)
     if spec.model == "betatc":
-        mws = estimators.tc_terms(z1, mu, logvar, log_q1, log_p1, len(bundle.x_train),
-                                  batch_size=min(512, n))
+        mws = estimators.tc_terms(z1, mu_m, logvar_m, log_q1, log_p1, len(bundle.x_train),
+                                  batch_size=min(512, nm))
         for key in ("mi", "tc", "dwkl"):
             metrics[f"tc_mws_{key}"] = float(mws[key].mean())
         records.append(checks.tc_decomposition_check(
-            run, tc["mi"] + tc["tc"] + tc["dwkl"], s["kl"]))
+            run, tc["mi"] + tc["tc"] + tc["dwkl"], s["kl"][:nm]))
     arrays = {"latent_means": mu[:2000, latent_order_from(mu, logvar)[:2]].numpy(),
               "labels": None if bundle.y_test is None else np.asarray(bundle.y_test[:2000])}
 
@@ -195,7 +199,9 @@ def evaluate(spec, bundle, model: GaussianLatentModel, train_state: dict) -> Eva
     if bundle.factors_train is not None:
         metrics.update(disentanglement(spec, bundle, model, seed))
 
-    images = pictures(bundle, model, x, y, seed) if bundle.image_shape is not None else {}
+    order = latent_order_from(mu, logvar)
+    images = (pictures(bundle, model, x, y, seed, order) if bundle.image_shape is not None
+              else {})
     return Evaluation(metrics, records, arrays=arrays, images=images)
 
 
@@ -302,7 +308,8 @@ def grid(images: np.ndarray, ncols: int, pad: int = 1) -> np.ndarray:
 
 
 @torch.no_grad()
-def pictures(bundle, model, x: Tensor, y: Tensor | None, seed: int) -> dict[str, np.ndarray]:
+def pictures(bundle, model, x: Tensor, y: Tensor | None, seed: int,
+             order: list[int]) -> dict[str, np.ndarray]:
     """Samples from the prior, reconstructions and latent traversals, as image grids."""
     shape = bundle.image_shape
     gen = seeded_generator(seed + 3)
@@ -319,7 +326,7 @@ def pictures(bundle, model, x: Tensor, y: Tensor | None, seed: int) -> dict[str,
     pairs = torch.stack([xr, recon], 1).reshape(-1, xr.shape[1])
     out["reconstructions"] = grid(_to_images(pairs, shape), 8)
     mu0, _ = model.encode(x[:1], None if y is None else y[:1])
-    dims = latent_order(model, x, y)[: min(8, k)]
+    dims = order[: min(8, k)]
     steps = torch.linspace(-3, 3, 9)
     rows = []
     for j in dims:
@@ -330,11 +337,6 @@ def pictures(bundle, model, x: Tensor, y: Tensor | None, seed: int) -> dict[str,
     if bundle.factor_names is not None:
         out.update(factor_traversals(bundle, model, x, y, mu0, steps))
     return out
-
-
-def latent_order(model, x: Tensor, y: Tensor | None) -> list[int]:
-    """Latent dimensions by decreasing average KL on the test set."""
-    return latent_order_from(*encode_all(model, x, y, 1000))
 
 
 def latent_order_from(mu: Tensor, logvar: Tensor) -> list[int]:

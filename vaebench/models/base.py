@@ -128,10 +128,10 @@ class GaussianLatentModel(nn.Module):
               with_log_probs: bool = False) -> LatentTerms:
         """One pass: encode, draw n_samples z per point, decode, evaluate log p(x|z)."""
         mu, logvar = self.encode(x, y)
-        kl = kernels.gaussian_kl(mu, logvar, backend=self.backend)
         if with_log_probs:
             z, log_qz, log_pz = kernels.reparameterize(mu, logvar, n_samples, seed,
                                                        with_log_probs=True, backend=self.backend)
+            kl = kernels.gaussian_kl(mu, logvar, backend=self.backend)
         else:
             z, kl = kernels.reparameterize_kl(mu, logvar, n_samples, seed, backend=self.backend)
             log_qz = log_pz = None

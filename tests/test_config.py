@@ -32,7 +32,8 @@ def with_change(path: str, value, delete: bool = False) -> dict:
 
 def test_default_params_and_presets_validate():
     params = load_params(ROOT / "params.yaml")
-    assert params.study.models == ["vae", "beta_vae", "cvae", "iwae", "betatc", "linear"]
+    assert params.study.models == ["vae", "beta_vae", "cvae", "iwae", "betatc"]
+    assert params.study.linear_datasets == ["linear-gaussian", "fashion-mnist"]
     for preset in (ROOT / "presets").glob("*.yaml"):
         load_params(preset)
 
@@ -118,3 +119,16 @@ def test_bad_params_file_fails_before_writing(tmp_path):
     assert out.stderr.strip() == ("error: train.beta_vae.beta: Input should be greater than or "
                                   "equal to 0 (got -3)")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_cli_lists_the_stages():
+    from typer.testing import CliRunner
+
+    from vaebench.cli import app
+
+    out = CliRunner().invoke(app, ["--help"])
+    assert out.exit_code == 0
+    for command in ("data", "train", "evaluate", "report", "study"):
+        assert command in out.output
+    bad = CliRunner().invoke(app, ["train", "vea", "digits"])
+    assert bad.exit_code == 2

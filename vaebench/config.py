@@ -102,7 +102,8 @@ class EvalConfig(_Strict):
 
 class TheoryConfig(_Strict):
     alpha: float = Field(0.01, gt=0, lt=1)
-    optimum_gap_tol: NonNegativeFloat = 0.05   # nats per point allowed between L*/N and the trained ELBO
+    # nats per point and per data dimension allowed between L*/N and the trained linear ELBO
+    optimum_gap_tol_per_dim: NonNegativeFloat = 0.0025
     min_subspace_similarity: float = Field(0.9, ge=0, le=1)
 
 

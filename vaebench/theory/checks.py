@@ -273,7 +273,8 @@ def linear_optimum_checks(run: str, elbo_analytic_mean: float, max_loglik_per_po
             theoretical=theo, tolerance=float(gap_tol),
             detail=("Optimization gap L*/N - ELBO of the trained linear VAE must lie in "
                     f"[0, {gap_tol:g}] nats per point; gap_tol is an optimization tolerance "
-                    "from params, not a statistical one."),
+                    "from params (theory.optimum_gap_tol_per_dim times the data dimension), "
+                    "not a statistical one."),
         ),
         _record(
             name="decoder_subspace_similarity", run=run, kind="ge", empirical=sim,

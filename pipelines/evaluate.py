@@ -34,8 +34,8 @@ def latent_scatter(arrays: dict, title: str, path) -> None:
 
     mu, labels = arrays["latent_means"], arrays["labels"]
     fig, ax = plt.subplots(figsize=(3.2, 3.2), dpi=80)
-    ax.scatter(mu[:, 0], mu[:, 1], c=labels if labels is not None else "C0", s=3,
-               cmap="tab10", alpha=0.6, linewidths=0)
+    colour = {"c": labels, "cmap": "tab10"} if labels is not None else {"color": "C0"}
+    ax.scatter(mu[:, 0], mu[:, 1], s=3, alpha=0.6, linewidths=0, **colour)
     ax.set_xlabel("latent with most KL")
     ax.set_ylabel("second")
     ax.set_title(title, fontsize=8)

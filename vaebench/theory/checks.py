@@ -466,6 +466,8 @@ def beta_sweep_checks(runs: Sequence[str], betas: Sequence[float],
     d_pairs = [_mean_se_pair("distortion", distortion[i]) for i in order]
     i_pairs = [_mean_se_pair("mi", mi[i]) for i in order]
     upper = mi if mi_upper is None else mi_upper
+    if mi_upper is None:
+        upper_source = mi_source
     u_pairs = [_mean_se_pair("mi_upper", upper[i]) for i in order]
     names = [str(runs[i]) for i in order]
     bs = [float(betas[i]) for i in order]

@@ -20,7 +20,7 @@ from kernels.reference import LOG_2PI
 from vaebench.objectives import betatc_terms, gaussian_log_density_matrix, iwae_bound
 
 
-def _tensor(name: str, value: object, ndim: int | None = None) -> Tensor:
+def as_float64(name: str, value: object, ndim: int | None = None) -> Tensor:
     """``value`` as a float64 tensor (numpy arrays accepted), checking its number of dims."""
     if isinstance(value, np.ndarray):
         value = torch.from_numpy(value)
@@ -49,7 +49,7 @@ def se_over_points(values: Tensor) -> tuple[float, float]:
     s is the sample standard deviation across the N points (1/(N-1)). This is the SE of a
     test-set mean when the points are an iid sample of the data distribution.
     """
-    v = _tensor("values", values, 1)
+    v = as_float64("values", values, 1)
     n = v.shape[0]
     if n < 2:
         raise ValueError(f"values must hold at least 2 points for a standard error; got {n}")
@@ -63,7 +63,7 @@ def mc_mean_se(values: Tensor) -> tuple[float, float]:
     with s_x^2 the sample variance (1/(S-1)) over the S draws for point x. The spread
     across different x is not part of this error.
     """
-    v = _tensor("values", values, 2)
+    v = as_float64("values", values, 2)
     s, n = v.shape
     if s < 2 or n < 1:
         raise ValueError(f"values must have shape (S >= 2, N >= 1); got {(s, n)}")
@@ -78,7 +78,7 @@ def iw_bounds_crn(log_w: Tensor, ks: Iterable[int]) -> dict[int, Tensor]:
     every k gives common random numbers, so L_k <= L_k' is compared on the same draws
     (reference sheet, Agreement tests).
     """
-    lw = _tensor("log_w", log_w, 2)
+    lw = as_float64("log_w", log_w, 2)
     big_k = lw.shape[0]
     out: dict[int, Tensor] = {}
     for k in ks:
@@ -98,8 +98,8 @@ def kl_mc_variance(mu: Tensor, logvar: Tensor) -> Tensor:
     Cov(eps, eps^2) = E eps^3 = 0, so Var k = sum_j [mu_j^2 sigma_j^2 + 1/2 (sigma_j^2 - 1)^2]
     (reference sheet, Gaussian latent layer).
     """
-    m = _tensor("mu", mu)
-    lv = _tensor("logvar", logvar)
+    m = as_float64("mu", mu)
+    lv = as_float64("logvar", logvar)
     _same_shape("mu", m, "logvar", lv)
     var = torch.exp(lv)
     return (m * m * var + 0.5 * (var - 1.0) ** 2).sum(-1)
@@ -110,8 +110,8 @@ def kl_per_dim(mu: Tensor, logvar: Tensor) -> Tensor:
 
     Kingma & Welling 2014, appendix B, term by term: 1/2 (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2).
     """
-    m = _tensor("mu", mu)
-    lv = _tensor("logvar", logvar)
+    m = as_float64("mu", mu)
+    lv = as_float64("logvar", logvar)
     _same_shape("mu", m, "logvar", lv)
     if m.dim() < 1:
         raise ValueError(f"mu must have a latent dimension; got shape {tuple(m.shape)}")
@@ -126,7 +126,7 @@ def active_units(mu: Tensor, threshold: float = 0.01) -> tuple[int, Tensor]:
     ``mu`` (N, D) holds the encoder means E_q[z | x_n]; the variance over the N points uses
     1/N (the population variance of the given points).
     """
-    m = _tensor("mu", mu, 2)
+    m = as_float64("mu", mu, 2)
     if m.shape[0] < 2:
         raise ValueError(f"mu must hold at least 2 rows; got shape {tuple(m.shape)}")
     if not threshold >= 0.0:
@@ -156,10 +156,10 @@ def mutual_information_per_point(z: Tensor, mu: Tensor, logvar: Tensor, log_qz_x
     ``log_qz_x`` itself, so every term is at most log N exactly. Rows i are processed in
     chunks of ``chunk_elements // N`` so that only a (chunk, N) block is held.
     """
-    zz = _tensor("z", z)
-    m = _tensor("mu", mu)
-    lv = _tensor("logvar", logvar)
-    lq = _tensor("log_qz_x", log_qz_x)
+    zz = as_float64("z", z)
+    m = as_float64("mu", mu)
+    lv = as_float64("logvar", logvar)
+    lq = as_float64("log_qz_x", log_qz_x)
     _check_latents(zz, m, lv, lq)
     chunk_elements = _positive_int("chunk_elements", chunk_elements)
     n = zz.shape[0]
@@ -207,7 +207,7 @@ def mutual_information_upper(z: Tensor, mu: Tensor, logvar: Tensor, log_qz_x: Te
     """Leave-one-out upper bound on I_q(x; z): mean_i [log q(z_i|x_i) - log (1/(N-1)) sum_{n!=i}
     q(z_i|x_n)] (Poole et al. 2019, eq. 13). With ``mutual_information`` it brackets I:
     lower <= I <= upper, each in expectation over the N iid points. (mean, se)."""
-    if _tensor("z", z).shape[0] < 2:
+    if as_float64("z", z).shape[0] < 2:
         raise ValueError("the leave-one-out bound needs at least 2 points")
     return se_over_points(mutual_information_per_point(z, mu, logvar, log_qz_x, chunk_elements,
                                                        leave_one_out=True))
@@ -222,11 +222,11 @@ def tc_terms(z: Tensor, mu: Tensor, logvar: Tensor, log_qz_x: Tensor, log_pz: Te
     estimator the beta-TCVAE trains with. TC keeps the constant (K - 1) log(N M).
     kl_mc = log q(z|x) - log p(z) = mi + tc + dwkl per sample (a telescoping identity).
     """
-    zz = _tensor("z", z)
-    m = _tensor("mu", mu)
-    lv = _tensor("logvar", logvar)
-    lq = _tensor("log_qz_x", log_qz_x)
-    lp = _tensor("log_pz", log_pz)
+    zz = as_float64("z", z)
+    m = as_float64("mu", mu)
+    lv = as_float64("logvar", logvar)
+    lq = as_float64("log_qz_x", log_qz_x)
+    lp = as_float64("log_pz", log_pz)
     _check_latents(zz, m, lv, lq)
     _same_shape("log_qz_x", lq, "log_pz", lp)
     dataset_size = _positive_int("dataset_size", dataset_size)
@@ -258,7 +258,7 @@ def gaussian_entropy(cov: Tensor) -> float:
 
     Cover & Thomas 2006, Theorem 8.4.1. ``cov`` (d, d) must be symmetric positive definite.
     """
-    c = _tensor("cov", cov, 2)
+    c = as_float64("cov", cov, 2)
     d = c.shape[0]
     if c.shape != (d, d) or d == 0:
         raise ValueError(f"cov must be a non-empty square matrix; got shape {tuple(c.shape)}")
@@ -280,9 +280,9 @@ def aggregate_log_density(z: Tensor, mu: Tensor, logvar: Tensor,
     collapsed posterior, q(z|x) = p(z), gives TC = 0). Returns (N,) and (N, D), float64,
     chunked over i so that a (chunk, N, D) block is the largest tensor held.
     """
-    zz = _tensor("z", z)
-    m = _tensor("mu", mu)
-    lv = _tensor("logvar", logvar)
+    zz = as_float64("z", z)
+    m = as_float64("mu", mu)
+    lv = as_float64("logvar", logvar)
     _same_shape("z", zz, "mu", m)
     _same_shape("z", zz, "logvar", lv)
     n, d = zz.shape
@@ -305,7 +305,7 @@ def tc_terms_mixture(z: Tensor, mu: Tensor, logvar: Tensor, log_qz_x: Tensor,
     Carlo KL (Chen et al. 2018, eq. 2). The MI term is the estimator of ``mutual_information``.
     """
     log_qz, log_qz_marg = aggregate_log_density(z, mu, logvar)
-    lq = _tensor("log_qz_x", log_qz_x)
-    lp = _tensor("log_pz", log_pz)
+    lq = as_float64("log_qz_x", log_qz_x)
+    lp = as_float64("log_pz", log_pz)
     marg = log_qz_marg.sum(-1)
     return {"mi": lq - log_qz, "tc": log_qz - marg, "dwkl": marg - lp, "kl_mc": lq - lp}

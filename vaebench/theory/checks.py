@@ -32,6 +32,7 @@ from scipy.stats import norm
 from torch import Tensor
 
 from vaebench.estimators import (
+    as_float64,
     iw_bounds_crn,
     kl_mc_variance,
     kl_per_dim,
@@ -173,16 +174,6 @@ def finalize(records: Sequence[CheckRecord | Record], alpha: float = 0.01,
     return out
 
 
-def _f64(name: str, value: object, ndim: int | None) -> Tensor:
-    if isinstance(value, np.ndarray):
-        value = torch.from_numpy(value)
-    if not isinstance(value, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor or numpy array; got {type(value).__name__}")
-    if ndim is not None and value.dim() != ndim:
-        raise ValueError(f"{name} must be {ndim}-D; got shape {tuple(value.shape)}")
-    return value.to(torch.float64)
-
-
 def _mean_se_pair(name: str, value: object) -> tuple[float, float]:
     try:
         mean, se = value  # type: ignore[misc]
@@ -202,9 +193,9 @@ def kl_check(run: str, mu: Tensor, logvar: Tensor, kl_mc: Tensor) -> RawRecord:
     known variance ``kl_mc_variance`` per row, so SE^2 = sum_n Var_n / (N^2 S) (only eps is
     random, x fixed).
     """
-    m = _f64("mu", mu, 2)
-    lv = _f64("logvar", logvar, 2)
-    k = _f64("kl_mc", kl_mc, 2)
+    m = as_float64("mu", mu, 2)
+    lv = as_float64("logvar", logvar, 2)
+    k = as_float64("kl_mc", kl_mc, 2)
     s, n = k.shape
     if m.shape[0] != n:
         raise ValueError(f"kl_mc must have shape (S, {m.shape[0]}) to match mu; got {(s, n)}")
@@ -225,8 +216,8 @@ def linear_elbo_check(run: str, elbo_mc: Tensor, elbo_analytic: Tensor) -> RawRe
 
     SE from ``mc_mean_se``: the dataset is fixed and only eps is random.
     """
-    e = _f64("elbo_mc", elbo_mc, 2)
-    a = _f64("elbo_analytic", elbo_analytic, 1)
+    e = as_float64("elbo_mc", elbo_mc, 2)
+    a = as_float64("elbo_analytic", elbo_analytic, 1)
     if e.shape[1] != a.shape[0]:
         raise ValueError(f"elbo_mc must have shape (S, {a.shape[0]}) to match elbo_analytic; "
                          f"got {tuple(e.shape)}")
@@ -294,9 +285,9 @@ def decomposition_check(run: str, elbo: Tensor, kl_to_post: Tensor, log_px: Tens
     The record holds the worst point (largest relative residual); tolerance
     rtol * max(1, |log p(x)|) there.
     """
-    e = _f64("elbo", elbo, 1)
-    k = _f64("kl_to_post", kl_to_post, 1)
-    lp = _f64("log_px", log_px, 1)
+    e = as_float64("elbo", elbo, 1)
+    k = as_float64("kl_to_post", kl_to_post, 1)
+    lp = as_float64("log_px", log_px, 1)
     if not e.shape == k.shape == lp.shape:
         raise ValueError(f"elbo, kl_to_post and log_px must have the same shape; got "
                          f"{tuple(e.shape)}, {tuple(k.shape)}, {tuple(lp.shape)}")
@@ -327,7 +318,7 @@ def bound_order_checks(run: str, log_w: Tensor, ks: Sequence[int] = (1, 5, 50, 5
     gap_k - gap_k' = L_k' - L_k point by point, these records are also the test that the gap
     log p(x) - L_k shrinks with k (not repeated, so Bonferroni counts it once).
     """
-    lw = _f64("log_w", log_w, 2)
+    lw = as_float64("log_w", log_w, 2)
     big_k, n = lw.shape
     ks_sorted = sorted({int(k) for k in ks})
     if not ks_sorted or ks_sorted[0] < 1 or ks_sorted[-1] > big_k:
@@ -335,7 +326,7 @@ def bound_order_checks(run: str, log_w: Tensor, ks: Sequence[int] = (1, 5, 50, 5
     bounds = iw_bounds_crn(lw, ks_sorted)
     lp = None
     if log_px_exact is not None:
-        lp = _f64("log_px_exact", log_px_exact, 1)
+        lp = as_float64("log_px_exact", log_px_exact, 1)
         if lp.shape[0] != n:
             raise ValueError(f"log_px_exact must have shape ({n},); got {tuple(lp.shape)}")
     records = []
@@ -392,8 +383,8 @@ def empirical_elbo_checks(run: str, elbo_small: Tensor, elbo_large: Tensor) -> l
     per-point sigma_x^2 and mu4_x are estimated from both samples pooled (same distribution
     under the hypothesis), and stderr = sqrt(S2/S1) sqrt(Var log ratio).
     """
-    e1 = _f64("elbo_small", elbo_small, 2)
-    e2 = _f64("elbo_large", elbo_large, 2)
+    e1 = as_float64("elbo_small", elbo_small, 2)
+    e2 = as_float64("elbo_large", elbo_large, 2)
     s1, n = e1.shape
     s2 = e2.shape[0]
     if e2.shape[1] != n:
@@ -508,8 +499,8 @@ def tc_decomposition_check(run: str, mi_tc_dwkl_sum: Tensor, kl_analytic: Tensor
     residual sum - KL_analytic(x) / sqrt(count): subtracting each point's own analytic KL
     removes the across-x spread, leaving only the eps variance (fixed x).
     """
-    s = _f64("mi_tc_dwkl_sum", mi_tc_dwkl_sum, None)
-    ka = _f64("kl_analytic", kl_analytic, 1)
+    s = as_float64("mi_tc_dwkl_sum", mi_tc_dwkl_sum, None)
+    ka = as_float64("kl_analytic", kl_analytic, 1)
     if s.dim() not in (1, 2) or s.shape[-1] != ka.shape[0]:
         raise ValueError(f"mi_tc_dwkl_sum must have shape ({ka.shape[0]},) or "
                          f"(S, {ka.shape[0]}); got {tuple(s.shape)}")

@@ -1,0 +1,79 @@
+"""Tracking against a real MLflow server over HTTP (the `MLFLOW_TRACKING_URI` path)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from vaebench.tracking import MLflowTracker, flatten
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = free_port()
+    mlflow_bin = Path(sys.executable).parent / "mlflow"
+    proc = subprocess.Popen(
+        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the MLflow server did not answer /health within 60 s")
+        yield url
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+
+
+def test_runs_metrics_and_artifacts_reach_a_server(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    tracker = MLflowTracker("served-study", tmp_path)
+    assert tracker.uri == server
+    run_id = tracker.start("vae-digits", flatten({"train": {"lr": 0.001}}), {"git_commit": "x"})
+    for epoch in (1, 2):
+        tracker.log_metrics({"val_elbo": -30.0 + epoch}, step=epoch)
+    artifact = tmp_path / "metrics.json"
+    artifact.write_text("{}")
+    tracker.log_artifact(artifact)
+    tracker.end("FINISHED")
+    # resuming the same run (the evaluate stage) adds to it instead of opening another
+    again = MLflowTracker("served-study", tmp_path)
+    assert again.start("vae-digits", {}, {"stage": "evaluate"}, resume_id=run_id) == run_id
+    again.log_metrics({"test_elbo": -29.5})
+    again.end("FINISHED")
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(server)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "vae-digits"
+    assert run.data.params["train.lr"] == "0.001"
+    assert run.data.tags["stage"] == "evaluate"
+    history = client.get_metric_history(run_id, "val_elbo")
+    assert [(m.step, m.value) for m in history] == [(1, -29.0), (2, -28.0)]
+    assert run.data.metrics["test_elbo"] == -29.5
+    assert [f.path for f in client.list_artifacts(run_id)] == ["metrics.json"]
+    exp = client.get_experiment_by_name("served-study")
+    assert len(client.search_runs([exp.experiment_id])) == 1

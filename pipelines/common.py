@@ -69,3 +69,8 @@ def load_bundle(name: str):
         raise FileNotFoundError(f"{path}: dataset {name!r} is not prepared; run "
                                 f"`dvc repro data@{name}` or `python -m pipelines.data {name}`")
     return data.load(path)
+
+
+def dataset_checksum(bundle) -> str:
+    """The SHA-256 of the prepared arrays, as the dataset's manifest records it."""
+    return bundle.manifest.get("arrays", {}).get("sha256", "")

@@ -11,6 +11,7 @@ import typer
 from pipelines.common import (
     ROOT,
     RUNS,
+    dataset_checksum,
     fail,
     guarded,
     load_bundle,
@@ -88,7 +89,7 @@ def main(model: str, dataset: str,
     resume = read_json(mlflow_info).get("run_id") if mlflow_info.exists() else None
     from vaebench.tracking import standard_tags
 
-    tracker.start(spec.run_id, {}, standard_tags(ROOT, bundle.manifest.get("arrays", {}).get("sha256", ""),
+    tracker.start(spec.run_id, {}, standard_tags(ROOT, dataset_checksum(bundle),
                                                  trained.backend, spec.run_id), resume_id=resume)
     tracker.log_metrics(_numeric(result.metrics))
     for path in [*pictures, out / "metrics.json", train_dir / "train.json"]:

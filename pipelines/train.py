@@ -12,6 +12,7 @@ import typer
 from pipelines.common import (
     ROOT,
     RUNS,
+    dataset_checksum,
     fail,
     guarded,
     load_bundle,
@@ -37,11 +38,12 @@ def main(model: str, dataset: str,
     bundle = guarded(lambda: load_bundle(dataset))
     setup_torch(params)
 
+    import kernels
     from vaebench.tracking import flatten, standard_tags
     from vaebench.train import TrainingDiverged, atomic_write_json, train
 
     out = RUNS / spec.run_id / "train"
-    checksum = bundle.manifest.get("arrays", {}).get("sha256", "")
+    checksum = dataset_checksum(bundle)
     fingerprint = spec.fingerprint(checksum)
     meta_path = out / "train.json"
     resume_id = None
@@ -51,8 +53,6 @@ def main(model: str, dataset: str,
         if prev.get("fingerprint") == fingerprint:
             resume_id = prev.get("run_id")
     tracker = tracker_for(params, track)
-    import kernels
-
     backend = kernels.resolve_backend(params.study.backend)
     tags = standard_tags(ROOT, checksum, backend, spec.run_id)
     run_params = flatten({"model": spec.model, "dataset": spec.dataset,
@@ -62,7 +62,7 @@ def main(model: str, dataset: str,
     atomic_write_json(mlflow_path, {"run_id": run_id, "fingerprint": fingerprint,
                                     "experiment": params.study.name})
     try:
-        model_obj, state = train(spec, bundle, out, tracker, fingerprint,
+        _, state = train(spec, bundle, out, tracker, fingerprint,
                                  progress=progress and sys.stderr.isatty())
     except TrainingDiverged as err:
         tracker.end("FAILED")
@@ -80,7 +80,6 @@ def main(model: str, dataset: str,
     last = state.history[-1] if state.history else {}
     typer.echo(f"{spec.run_id}: {state.epoch} epochs in {state.seconds:.1f} s, "
                f"val ELBO {last.get('val_elbo', float('nan')):.3f} nats")
-    del model_obj
 
 
 if __name__ == "__main__":

@@ -163,7 +163,8 @@ def evaluate(spec, bundle, model: GaussianLatentModel, train_state: dict) -> Eva
             metrics[f"tc_mws_{key}"] = float(mws[key].mean())
         records.append(checks.tc_decomposition_check(
             run, tc["mi"] + tc["tc"] + tc["dwkl"], s["kl"][:nm]))
-    arrays = {"latent_means": mu[:2000, latent_order_from(mu, logvar)[:2]].numpy(),
+    order = latent_order_from(mu, logvar)
+    arrays = {"latent_means": mu[:2000, order[:2]].numpy(),
               "labels": None if bundle.y_test is None else np.asarray(bundle.y_test[:2000])}
 
     # 3. Importance-sampled log-likelihood and the bound order L_1 <= L_5 <= ... <= L_K.
@@ -189,7 +190,7 @@ def evaluate(spec, bundle, model: GaussianLatentModel, train_state: dict) -> Eva
         metrics["data_entropy"] = -float(true_model["expected_log_likelihood"])
         metrics["true_model_log_px"] = float(true_model["mean_test_log_likelihood"])
     if spec.model == "linear":
-        lin = linear_theory(spec, bundle, model, x, elbo_s, seed)
+        lin = linear_theory(spec, bundle, model, x, elbo_s)
         metrics.update(lin.metrics)
         records += lin.records
         log_px_exact = lin.log_px_test[:ni]
@@ -199,9 +200,8 @@ def evaluate(spec, bundle, model: GaussianLatentModel, train_state: dict) -> Eva
     if bundle.factors_train is not None:
         metrics.update(disentanglement(spec, bundle, model, seed))
 
-    order = latent_order_from(mu, logvar)
-    images = (pictures(bundle, model, x, y, seed, order) if bundle.image_shape is not None
-              else {})
+    images = ({} if bundle.image_shape is None else
+              pictures(bundle, model, x, y, mu, seed, order, metrics.get("factor_dims")))
     return Evaluation(metrics, records, arrays=arrays, images=images)
 
 
@@ -212,7 +212,7 @@ class LinearTheory:
     log_px_test: Tensor
 
 
-def linear_theory(spec, bundle, model, x_test: Tensor, elbo_mc: Tensor, seed: int) -> LinearTheory:
+def linear_theory(spec, bundle, model, x_test: Tensor, elbo_mc: Tensor) -> LinearTheory:
     """Closed forms for the trained linear VAE (Lucas et al. 2019; Tipping & Bishop 1999)."""
     from vaebench.theory import linear_vae, ppca
 
@@ -308,54 +308,44 @@ def grid(images: np.ndarray, ncols: int, pad: int = 1) -> np.ndarray:
     return out
 
 
-@torch.no_grad()
-def pictures(bundle, model, x: Tensor, y: Tensor | None, seed: int,
-             order: list[int]) -> dict[str, np.ndarray]:
-    """Samples from the prior, reconstructions and latent traversals, as image grids."""
-    shape = bundle.image_shape
-    gen = seeded_generator(seed + 3)
-    k = model.latent_dim
-    ys = None
-    if model.n_classes:
-        ys = torch.arange(64) % model.n_classes
-    z = torch.randn(64, k, generator=gen)
-    out = {"samples": grid(_to_images(model.mean_x(z, ys), shape), 8)}
-    xr = x[:16]
-    yr = None if y is None else y[:16]
-    mu, _ = model.encode(xr, yr)
-    recon = model.mean_x(mu, yr)
-    pairs = torch.stack([xr, recon], 1).reshape(-1, xr.shape[1])
-    out["reconstructions"] = grid(_to_images(pairs, shape), 8)
-    mu0, _ = model.encode(x[:1], None if y is None else y[:1])
-    dims = order[: min(8, k)]
-    steps = torch.linspace(-3, 3, 9)
+def traversal_rows(model, mu0: Tensor, y0: Tensor | None, dims: list[int],
+                   steps: Tensor) -> Tensor:
+    """Decoder means along each latent in ``dims`` from ``mu0`` (one row per latent)."""
     rows = []
     for j in dims:
         zz = mu0.repeat(len(steps), 1)
         zz[:, j] = steps
-        rows.append(model.mean_x(zz, None if y is None else y[:1].repeat(len(steps))))
-    out["traversals"] = grid(_to_images(torch.cat(rows), shape), len(steps))
-    if bundle.factor_names is not None:
-        out.update(factor_traversals(bundle, model, x, y, mu0, steps))
+        rows.append(model.mean_x(zz, None if y0 is None else y0.repeat(len(steps))))
+    return torch.cat(rows)
+
+
+@torch.no_grad()
+def pictures(bundle, model, x: Tensor, y: Tensor | None, mu: Tensor, seed: int,
+             order: list[int], factor_dims: dict[str, int] | None) -> dict[str, np.ndarray]:
+    """Samples from the prior, reconstructions and latent traversals, as image grids.
+
+    ``mu`` holds the encoder means of ``x``; ``order`` ranks the latents by KL; with
+    ground-truth factors, ``factor_dims`` names the latent most related to each factor.
+    """
+    shape = bundle.image_shape
+    gen = seeded_generator(seed + 3)
+    ys = None
+    if model.n_classes:
+        ys = torch.arange(64) % model.n_classes
+    z = torch.randn(64, model.latent_dim, generator=gen)
+    out = {"samples": grid(_to_images(model.mean_x(z, ys), shape), 8)}
+    yr = None if y is None else y[:16]
+    pairs = torch.stack([x[:16], model.mean_x(mu[:16], yr)], 1).reshape(-1, x.shape[1])
+    out["reconstructions"] = grid(_to_images(pairs, shape), 8)
+    steps = torch.linspace(-3, 3, 9)
+    y0 = None if y is None else y[:1]
+    rows = traversal_rows(model, mu[:1], y0, order[:8], steps)
+    out["traversals"] = grid(_to_images(rows, shape), len(steps))
+    if factor_dims is not None:  # one row per ground-truth factor
+        rows = traversal_rows(model, mu[:1], y0, list(factor_dims.values()), steps)
+        out["factor_traversals"] = grid(_to_images(rows, shape), len(steps))
     return out
 
 
 def latent_order_from(mu: Tensor, logvar: Tensor) -> list[int]:
     return [int(i) for i in estimators.kl_per_dim(mu, logvar).argsort(descending=True)]
-
-
-@torch.no_grad()
-def factor_traversals(bundle, model, x, y, mu0, steps) -> dict[str, np.ndarray]:
-    """One traversal row per ground-truth factor, along the latent most related to it."""
-    n = min(4000, len(bundle.x_train))
-    codes = encode_all(model, fixed_inputs(bundle, bundle.x_train[:n], model.likelihood),
-                       _labels(bundle.y_train, n) if model.n_classes else None, 1000)[0]
-    factors = np.asarray(bundle.factors_train[:n])
-    rows = []
-    for f in range(factors.shape[1]):
-        j = int(correlation_ratio(codes.numpy(), factors[:, f]).argmax())
-        zz = mu0.repeat(len(steps), 1)
-        zz[:, j] = steps
-        rows.append(model.mean_x(zz, None if y is None else y[:1].repeat(len(steps))))
-    return {"factor_traversals": grid(_to_images(torch.cat(rows), bundle.image_shape),
-                                      len(steps))}

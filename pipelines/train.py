@@ -39,6 +39,7 @@ def main(model: str, dataset: str,
     setup_torch(params)
 
     import kernels
+    from vaebench.nets.linear import resolve_gemm
     from vaebench.tracking import flatten, standard_tags
     from vaebench.train import TrainingDiverged, atomic_write_json, train
 
@@ -54,9 +55,10 @@ def main(model: str, dataset: str,
             resume_id = prev.get("run_id")
     tracker = tracker_for(params, track)
     backend = kernels.resolve_backend(params.study.backend)
+    gemm = resolve_gemm(params.study.gemm)
     tags = standard_tags(ROOT, checksum, backend, spec.run_id)
     run_params = flatten({"model": spec.model, "dataset": spec.dataset,
-                          "seed": params.study.seed, "backend": backend,
+                          "seed": params.study.seed, "backend": backend, "gemm": gemm,
                           "train": spec.train.model_dump(), "data": spec.data})
     run_id = tracker.start(spec.run_id, run_params, tags, resume_id=resume_id)
     atomic_write_json(mlflow_path, {"run_id": run_id, "fingerprint": fingerprint,
@@ -73,7 +75,7 @@ def main(model: str, dataset: str,
     atomic_write_json(meta_path, {
         "run": spec.run_id, "model": spec.model, "dataset": spec.dataset,
         "fingerprint": fingerprint, "epochs": state.epoch, "steps": state.step,
-        "train_seconds": state.seconds, "backend": backend, "history": state.history,
+        "train_seconds": state.seconds, "backend": backend, "gemm": gemm, "history": state.history,
         "train_config": spec.train.model_dump(), "mlflow_run_id": run_id})
     tracker.log_metrics({"train_seconds": state.seconds})
     tracker.end("FINISHED")

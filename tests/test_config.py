@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from vaebench.config import ConfigError, load_params, parse_params, run_id, run_spec
+from vaebench.nets.linear import resolve_gemm
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -90,6 +91,9 @@ def test_fingerprint_tracks_what_determines_the_model():
     assert a != run_spec(params, "vae", "digits").fingerprint("abd")
     changed = parse_params(with_change("train.vae.lr", 0.01))
     assert a != run_spec(changed, "vae", "digits").fingerprint("abc")
+    # the GEMM library changes the rounding, hence the model ("auto" is what it resolves to)
+    aten = run_spec(parse_params(with_change("study.gemm", "aten")), "vae", "digits")
+    assert (aten.fingerprint("abc") == a) == (resolve_gemm("auto") == "aten")
 
 
 @pytest.mark.parametrize("stage, args", [

@@ -24,26 +24,38 @@ def digits(tmp_path_factory):
     return data.load(out)
 
 
-def spec_for(model: str = "vae", seed: int = 0, epochs: int = 3, **train):
+@pytest.fixture(params=["aten", "onednn"])
+def gemm(request, monkeypatch):
+    """Both GEMM libraries, oneDNN for every layer size (the tiny nets are under its threshold)."""
+    from vaebench.nets import linear
+
+    if request.param == "onednn" and not linear.onednn_available():
+        pytest.skip("torch without oneDNN")
+    monkeypatch.setattr(linear, "ONEDNN_MIN_MACS", 0)
+    return request.param
+
+
+def spec_for(model: str = "vae", seed: int = 0, epochs: int = 3, gemm: str = "auto", **train):
     raw = yaml.safe_load((ROOT / "presets" / "tiny.yaml").read_text())
     raw["study"]["seed"] = seed
     raw["study"]["backend"] = "eager"
+    raw["study"]["gemm"] = gemm
     raw["train"][model] = {**raw["train"][model], "epochs": epochs, **train}
     return run_spec(parse_params(raw), model, "digits")
 
 
-def test_same_seed_same_metrics_other_seed_differs(digits, tmp_path):
+def test_same_seed_same_metrics_other_seed_differs(digits, tmp_path, gemm):
     hists = []
     for i, seed in enumerate([0, 0, 1]):
-        spec = spec_for(seed=seed)
+        spec = spec_for(seed=seed, gemm=gemm)
         _, state = train(spec, digits, tmp_path / f"r{i}", NullTracker(), "fp", progress=False)
         hists.append([{k: v for k, v in row.items() if k != "seconds"} for row in state.history])
     assert hists[0] == hists[1]
     assert hists[0] != hists[2]
 
 
-def test_crash_then_resume_matches_uninterrupted(digits, tmp_path):
-    spec = spec_for(epochs=4)
+def test_crash_then_resume_matches_uninterrupted(digits, tmp_path, gemm):
+    spec = spec_for(epochs=4, gemm=gemm)
     _, full = train(spec, digits, tmp_path / "full", NullTracker(), "fp", progress=False)
 
     def crash(state):

@@ -25,10 +25,12 @@ from pydantic import (
 )
 
 from vaebench import models as model_registry
+from vaebench.nets.linear import resolve_gemm
 
 MODEL_NAMES = tuple(model_registry.MODELS)
 DATASET_NAMES = ("digits", "fashion-mnist", "dsprites", "linear-gaussian", "mnist", "cifar10")
 BACKEND_NAMES = ("auto", "eager", "compile", "triton")
+GEMM_NAMES = ("auto", "aten", "onednn")
 
 
 class ConfigError(ValueError):
@@ -52,6 +54,7 @@ class StudyConfig(_Strict):
     datasets: list[str] = Field(min_length=1)
     linear_datasets: list[str] = Field(default_factory=list)
     backend: str = "auto"
+    gemm: str = "auto"  # the GEMM library of the Linear layers (vaebench.nets.linear)
     device: Literal["cpu"] = "cpu"  # training runs on the CPU; the kernels also run on CUDA
     threads: PositiveInt | None = None
 
@@ -69,6 +72,13 @@ class StudyConfig(_Strict):
     @classmethod
     def _backend(cls, v: str) -> str:
         return _choice("backend", v, BACKEND_NAMES)
+
+    @field_validator("gemm")
+    @classmethod
+    def _gemm(cls, v: str) -> str:
+        _choice("gemm", v, GEMM_NAMES)
+        resolve_gemm(v)  # 'onednn' on a torch build without it fails here, before any work
+        return v
 
 
 class SweepConfig(_Strict):
@@ -195,7 +205,8 @@ class RunSpec:
         """A hash of everything that determines the trained model (guards checkpoint resume)."""
         blob = json.dumps({"model": self.model, "dataset": self.dataset,
                            "train": self.train.model_dump(), "seed": self.study.seed,
-                           "backend": self.study.backend, "data": data_checksum},
+                           "backend": self.study.backend, "data": data_checksum,
+                           "gemm": resolve_gemm(self.study.gemm)},
                           sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -21,14 +21,25 @@ def preprocessing_name(kind: str, likelihood: str) -> str:
     return "dynamic binarization" if likelihood == "bernoulli" else "uniform dequantization"
 
 
-def model_inputs(x: Tensor, kind: str, levels: int | None, likelihood: str,
-                 generator: torch.Generator) -> Tensor:
-    """Preprocess a batch of stored data for a model with the given likelihood."""
+def model_inputs(x: Tensor, kind: str, levels: int | None, likelihood: str, seed: int,
+                 check: bool = True) -> Tensor:
+    """Preprocess a batch of stored data for a model with the given likelihood.
+
+    The noise (binarization or dequantization) is a pure function of ``seed``: pass a new
+    one for every batch (``kernels.step_seed``). ``check=False`` skips the grey-level range
+    check, for data already checked (the trainer checks the whole training set once).
+    """
     if kind != "image":
         return x.float()
     if likelihood == "bernoulli":
-        return preprocess.dynamic_binarize(x, levels, generator)
-    return preprocess.dequantize(x, levels, generator)
+        return preprocess.dynamic_binarize(x, levels, seed, check=check)
+    return preprocess.dequantize(x, levels, seeded_generator(seed), check=check)
+
+
+def check_stored(x: Tensor, kind: str, levels: int | None) -> None:
+    """Raise unless stored image data hold integer grey levels in 0..levels-1."""
+    if kind == "image":
+        preprocess.check_grey(x, levels)
 
 
 def seeded_generator(seed: int) -> torch.Generator:
@@ -49,5 +60,4 @@ def fixed_inputs(bundle, x: np.ndarray, likelihood: str) -> Tensor:
     xt = torch.from_numpy(np.ascontiguousarray(x))
     if bundle.kind == "image" and likelihood == "bernoulli":
         return preprocess.fixed_binarize(xt, bundle.levels, eval_seed(bundle))
-    return model_inputs(xt, bundle.kind, bundle.levels, likelihood,
-                        seeded_generator(eval_seed(bundle)))
+    return model_inputs(xt, bundle.kind, bundle.levels, likelihood, eval_seed(bundle))

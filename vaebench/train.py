@@ -20,10 +20,16 @@ import torch
 from tqdm.auto import tqdm
 
 import kernels
-from vaebench.inputs import model_inputs, seeded_generator
+from vaebench.inputs import check_stored, model_inputs, seeded_generator
 from vaebench.models import DataInfo, GaussianLatentModel, build_model
+from vaebench.nets.linear import set_gemm
 
+# Seed streams of kernels.step_seed: eps and input noise, in training and validation, never
+# share a seed.
+TRAIN_EPS_STREAM = 0
 VAL_SEED_STREAM = 1
+TRAIN_INPUT_STREAM = 2
+VAL_INPUT_STREAM = 3
 
 
 class TrainingDiverged(RuntimeError):
@@ -70,10 +76,10 @@ def evaluate_split(model: GaussianLatentModel, x: torch.Tensor, y: torch.Tensor 
                    ) -> dict[str, float]:
     """Mean ELBO, reconstruction and KL (nats per point), one draw per point, fixed seeds."""
     model.eval()
-    gen = seeded_generator(seed)
     sums: dict[str, float] = {}
     for i, start in enumerate(range(0, len(x), batch_size)):
-        xb = model_inputs(x[start:start + batch_size], kind, levels, model.likelihood, gen)
+        xb = model_inputs(x[start:start + batch_size], kind, levels, model.likelihood,
+                          kernels.step_seed(seed, i, VAL_INPUT_STREAM))
         yb = None if y is None else y[start:start + batch_size]
         _, stats = model.objective(xb, yb, kernels.step_seed(seed, i, VAL_SEED_STREAM))
         for k, v in stats.items():
@@ -89,10 +95,12 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
     cfg = spec.train
     seed = spec.study.seed
     torch.manual_seed(seed)
+    set_gemm(spec.study.gemm)
     model = build_model(spec.model, cfg, data_info(bundle), backend=spec.study.backend)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)  # one fused CPU kernel
     x_train, y_train = as_tensors(bundle.x_train, bundle.y_train)
     x_val, y_val = as_tensors(bundle.x_val, bundle.y_val)
+    check_stored(x_train, bundle.kind, bundle.levels)  # once, not every minibatch
     n = len(x_train)
     bs = min(cfg.batch_size, n)
     steps_per_epoch = n // bs  # drop the ragged last batch: every step sees bs points
@@ -120,9 +128,13 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
         sums: dict[str, float] = {}
         for b in range(steps_per_epoch):
             idx = perm[b * bs:(b + 1) * bs]
-            xb = model_inputs(x_train[idx], bundle.kind, bundle.levels, model.likelihood, gen)
-            yb = None if y_train is None else y_train[idx]
-            obj, stats = model.objective(xb, yb, kernels.step_seed(seed, state.step))
+            xb = model_inputs(x_train.index_select(0, idx), bundle.kind, bundle.levels,
+                              model.likelihood, kernels.step_seed(seed, state.step,
+                                                                  TRAIN_INPUT_STREAM),
+                              check=False)
+            yb = None if y_train is None else y_train.index_select(0, idx)
+            obj, stats = model.objective(xb, yb, kernels.step_seed(seed, state.step,
+                                                                   TRAIN_EPS_STREAM))
             loss = -obj.mean()
             if not math.isfinite(loss.item()):
                 raise TrainingDiverged(
@@ -161,6 +173,7 @@ def load_trained(spec, bundle, out_dir: Path) -> tuple[GaussianLatentModel, dict
     """The trained model from ``out_dir/checkpoint.pt`` (for the evaluate stage)."""
     ckpt = torch.load(out_dir / "checkpoint.pt", weights_only=False)
     torch.manual_seed(spec.study.seed)
+    set_gemm(spec.study.gemm)
     model = build_model(spec.model, spec.train, data_info(bundle), backend=spec.study.backend)
     model.load_state_dict(ckpt["model"])
     model.eval()

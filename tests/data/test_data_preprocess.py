@@ -37,7 +37,7 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match=r"grey levels 0\.\.20, outside 0\.\.16 \(levels=17\)"):
         pp.to_unit(np.array([0, 20]), 17)
     with pytest.raises(ValueError, match="levels=1 is invalid"):
-        pp.dynamic_binarize(torch.zeros(3, dtype=torch.uint8), 1)
+        pp.dynamic_binarize(torch.zeros(3, dtype=torch.uint8), 1, seed=0)
     with pytest.raises(TypeError, match="x must be a torch tensor, got ndarray"):
         pp.dequantize(np.zeros(3, np.uint8), 256)
 
@@ -46,9 +46,8 @@ def test_bad_inputs_are_named():
 def test_dynamic_binarization_mean_and_freshness(levels):
     n = 4000
     x = levels_grid(levels, n)
-    gen = torch.Generator().manual_seed(0)
-    b1 = pp.dynamic_binarize(x, levels, gen)
-    b2 = pp.dynamic_binarize(x, levels, gen)
+    b1 = pp.dynamic_binarize(x, levels, seed=0)
+    b2 = pp.dynamic_binarize(x, levels, seed=1)  # the trainer's next step: a new seed
     assert b1.dtype == torch.float32 and set(torch.unique(b1).tolist()) <= {0.0, 1.0}
     p = np.arange(levels) / (levels - 1)
     for b in (b1, b2):
@@ -60,9 +59,8 @@ def test_dynamic_binarization_mean_and_freshness(levels):
     disagree = (b1 != b2)[interior].double().mean().item()
     expected = float(np.mean(2 * p[1:-1] * (1 - p[1:-1])))
     assert abs(disagree - expected) < 0.02
-    # reproducible from the generator's seed
-    again = pp.dynamic_binarize(x, levels, torch.Generator().manual_seed(0))
-    assert torch.equal(again, b1)
+    # a pure function of (x, seed)
+    assert torch.equal(pp.dynamic_binarize(x, levels, seed=0), b1)
 
 
 def test_fixed_binarization_is_fixed_and_device_independent():
@@ -134,3 +132,34 @@ def test_dequantization_log_correction_bound():
     assert -pp.dequantization_log_correction(5, levels) == pytest.approx(5 * math.log(1 / levels))
     with pytest.raises(ValueError, match="dim=0 is invalid"):
         pp.dequantization_log_correction(0, 256)
+
+
+@pytest.mark.parametrize("levels", [256, 17, 2, 300])
+def test_bernoulli_grey_is_exact_at_the_top_levels(levels):
+    """P(1) = x/(L-1) exactly: the top level never fails, the one below fails with 1/(L-1).
+
+    For 8-bit data the uniform r on 0..254 comes from bytes with the 255s redrawn; keeping
+    them would give P(r < 254) = 254/256 instead of 254/255, 28 standard errors away here.
+    """
+    n = 200_000
+    rng = np.random.default_rng(3)
+    top = np.full(n, levels - 1)
+    below = np.full(n, levels - 2)
+    assert pp.bernoulli_grey(top, levels, rng).min() == 1.0
+    assert pp.bernoulli_grey(np.zeros(n, np.int64), levels, rng).max() == 0.0
+    p = (levels - 2) / (levels - 1)
+    mean = float(pp.bernoulli_grey(below, levels, rng).mean())
+    assert abs(mean - p) <= Z_STAR * np.sqrt(p * (1 - p) / n) + 1e-12
+
+
+def test_bernoulli_grey_all_levels_chi_square():
+    """Every interior level x of 8-bit data gives ones with probability x/255: the sum over
+    levels of squared binomial z-scores is chi-square with 254 degrees of freedom."""
+    from scipy import stats
+
+    levels, n = 256, 20_000
+    x = np.arange(1, levels - 1)
+    draws = pp.bernoulli_grey(np.tile(x, (n, 1)), levels, np.random.default_rng(5))
+    p = x / (levels - 1)
+    z = (draws.sum(0) - n * p) / np.sqrt(n * p * (1 - p))
+    assert stats.chi2.sf(float((z**2).sum()), df=len(x)) > 1e-4

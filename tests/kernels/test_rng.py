@@ -64,6 +64,24 @@ def test_philox_known_answers(counter, key, expected):
     assert tuple(int(w.item()) for w in got) == expected
 
 
+@pytest.mark.parametrize("key", [(0, 0), (M32, M32), (0xA4093822, 0x299F31D0), (7, 0)])
+def test_numpy_philox_words_match_torch_bit_for_bit(key):
+    """The CPU path (numpy uint64, exact products) and the int64 torch path (16-bit halves)
+    give the same words for counters (c0, c1, 0, 0), across the whole 64-bit counter range."""
+    rng = np.random.default_rng(11)
+    counters = np.concatenate([rng.integers(0, 2**63, 4096, dtype=np.uint64),
+                               np.array([0, 1, 2**32 - 1, 2**32, 2**63 - 1], dtype=np.uint64)])
+    lo, hi = counters & np.uint64(M32), counters >> np.uint64(32)
+    w0, w1 = reference.philox4x32_words(lo, hi, *key)
+    t0, t1, _, _ = reference.philox4x32(torch.from_numpy(lo.astype(np.int64)),
+                                        torch.from_numpy(hi.astype(np.int64)), *key)
+    assert np.array_equal(w0, t0.numpy().astype(np.uint64))
+    assert np.array_equal(w1, t1.numpy().astype(np.uint64))
+    if key == (0, 0):  # Random123's known answer for the zero counter
+        z0, z1 = reference.philox4x32_words(np.zeros(1, np.uint64), np.zeros(1, np.uint64), 0, 0)
+        assert (int(z0[0]), int(z1[0])) == PHILOX_KAT[0][2][:2]
+
+
 @pytest.mark.parametrize("seed", [0, 1, 12345, 2**32 + 5, 2**63 - 1, -7])
 def test_reference_normal_matches_scalar_model(seed):
     # counters around the 2**31 and 2**32 boundaries exercise the high Philox word

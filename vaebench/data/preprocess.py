@@ -27,6 +27,12 @@ if TYPE_CHECKING:
 # touches torch) does not pay for importing it.
 
 
+def check_grey(x, levels: int, name: str = "x") -> None:
+    """Raise unless ``x`` (numpy or torch) holds integer grey levels in 0..levels-1."""
+    _check_levels(levels)
+    _check_grey(x, levels, name)
+
+
 def _is_tensor(x) -> bool:
     torch = sys.modules.get("torch")  # an object cannot be a tensor unless torch is imported
     return torch is not None and isinstance(x, torch.Tensor)
@@ -68,13 +74,36 @@ def to_unit(x, levels: int):
     return x.astype(np.float32) / np.float32(levels - 1)
 
 
-def dynamic_binarize(
-    x: torch.Tensor, levels: int, generator: torch.Generator | None = None, *, check: bool = True
-) -> torch.Tensor:
-    """Fresh Bernoulli(x / (levels - 1)) draw, float32 in {0, 1} (Burda et al. 2016, sec. 5.1).
+def bernoulli_grey(grey: np.ndarray, levels: int, rng: np.random.Generator) -> np.ndarray:
+    """Exact Bernoulli(grey / (levels - 1)) draws as float32 {0, 1}: [r < grey], r ~ U{0..levels-2}.
 
-    Call once per minibatch with a generator on ``x``'s device; every call draws new samples.
-    ``check=False`` skips the grey-level range check (one device synchronisation per call).
+    P(r < x) = x / (levels - 1) holds exactly for every integer x in 0..levels-1: the
+    probability is never rounded to a float. For 8-bit data (levels = 256) r is a raw random
+    byte, with the bytes equal to 255 (one in 256) replaced by fresh draws from U{0..254},
+    which leaves r uniform on 0..254 (four times cheaper than bounded integers); otherwise r
+    comes from numpy's bounded integers (Lemire's method).
+    """
+    n = levels - 1
+    if n == 255:
+        r = np.frombuffer(rng.bytes(grey.size), np.uint8).reshape(grey.shape)
+        redraw = np.flatnonzero(r == 255)
+        if redraw.size:
+            r = r.copy()
+            r.flat[redraw] = rng.integers(0, 255, redraw.size, dtype=np.uint8)
+    else:
+        r = rng.integers(0, n, grey.shape, dtype=np.uint8 if n <= 256 else np.int64)
+    return (r < grey).astype(np.float32)
+
+
+def dynamic_binarize(x: torch.Tensor, levels: int, seed: int, *, check: bool = True
+                     ) -> torch.Tensor:
+    """A fresh Bernoulli(x / (levels - 1)) draw for one minibatch, float32 {0, 1}.
+
+    Dynamic binarization (Burda, Grosse & Salakhutdinov 2016, sec. 5.1): every pass over the
+    data sees a new draw. The draw is a pure function of (x, seed), sampled exactly by
+    ``bernoulli_grey``; the trainer passes a new seed every step (``kernels.step_seed``), so a
+    resumed run draws exactly what an uninterrupted one would have. ``check=False`` skips the
+    grey-level range check, for data already checked.
     """
     if not _is_tensor(x):
         raise TypeError(f"x must be a torch tensor, got {type(x).__name__}")
@@ -83,11 +112,12 @@ def dynamic_binarize(
     _check_levels(levels)
     if check:
         _check_grey(x, levels)
-    return torch.bernoulli(x.to(torch.float32) / (levels - 1), generator=generator)
+    draw = bernoulli_grey(x.cpu().numpy(), levels, np.random.default_rng(seed))
+    return torch.from_numpy(draw).to(x.device)
 
 
 def fixed_binarize(x, levels: int, seed: int):
-    """Bernoulli(x / (levels - 1)) drawn once from numpy.random.default_rng(seed); float32 {0, 1}.
+    """Bernoulli(x / (levels - 1)) drawn once with numpy.random.default_rng(seed); float32 {0, 1}.
 
     Binarize the whole evaluation set in one call (Exemplar VAE protocol, Norouzi et al. 2020): the
     noise depends only on (seed, position), so the result is the same for numpy input, CPU or GPU
@@ -96,15 +126,11 @@ def fixed_binarize(x, levels: int, seed: int):
     _check_levels(levels)
     _check_grey(x, levels)
     if not _is_tensor(x):
-        return _bernoulli_once(x, levels, seed)
+        return bernoulli_grey(np.asarray(x), levels, np.random.default_rng(seed))
     import torch
 
-    return torch.from_numpy(_bernoulli_once(x.cpu().numpy(), levels, seed)).to(x.device)
-
-
-def _bernoulli_once(grey: np.ndarray, levels: int, seed: int) -> np.ndarray:
-    u = np.random.default_rng(seed).random(grey.shape, dtype=np.float64)
-    return (u < grey.astype(np.float64) / (levels - 1)).astype(np.float32)
+    draw = bernoulli_grey(x.cpu().numpy(), levels, np.random.default_rng(seed))
+    return torch.from_numpy(draw).to(x.device)
 
 
 @lru_cache(maxsize=32)

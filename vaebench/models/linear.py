@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from vaebench.models.base import DataInfo, GaussianLatentModel, TrainConfig
+from vaebench.nets.linear import Linear
 
 
 class LinearVAEConfig(TrainConfig):
@@ -24,7 +25,7 @@ class LinearVAEConfig(TrainConfig):
 class LinearEncoder(nn.Module):
     def __init__(self, in_dim: int, latent_dim: int):
         super().__init__()
-        self.mean = nn.Linear(in_dim, latent_dim)
+        self.mean = Linear(in_dim, latent_dim)
         self.logvar = nn.Parameter(torch.full((latent_dim,), -2.0))
 
     def forward(self, x: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -36,7 +37,7 @@ class LinearVAE(GaussianLatentModel):
     name = "linear"
 
     def build_nets(self, cfg: TrainConfig, info: DataInfo, cond: int) -> tuple[nn.Module, nn.Module]:
-        return LinearEncoder(info.dim, cfg.latent_dim), nn.Linear(cfg.latent_dim, info.dim)
+        return LinearEncoder(info.dim, cfg.latent_dim), Linear(cfg.latent_dim, info.dim)
 
     def decode(self, z: Tensor, y: Tensor | None = None) -> tuple[Tensor, ...]:
         return self.decoder(z), self.dec_logvar

@@ -11,6 +11,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from vaebench.nets.linear import Linear
+
 
 class ConvEncoder(nn.Module):
     def __init__(self, image_shape: tuple[int, int, int], latent_dim: int, hidden: list[int],
@@ -24,8 +26,8 @@ class ConvEncoder(nn.Module):
         )
         feat = channels[1] * math.ceil(h / 4) * math.ceil(w / 4)
         width = hidden[0] if hidden else 256
-        self.fc = nn.Sequential(nn.Linear(feat + cond_dim, width), nn.ReLU(),
-                                nn.Linear(width, 2 * latent_dim))
+        self.fc = nn.Sequential(Linear(feat + cond_dim, width), nn.ReLU(),
+                                Linear(width, 2 * latent_dim))
 
     def forward(self, x: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
         lead = x.shape[:-1]
@@ -45,8 +47,8 @@ class ConvDecoder(nn.Module):
         self.h4, self.w4 = math.ceil(h / 4), math.ceil(w / 4)
         self.c0 = channels[0]
         width = hidden[0] if hidden else 256
-        self.fc = nn.Sequential(nn.Linear(latent_dim + cond_dim, width), nn.ReLU(),
-                                nn.Linear(width, channels[0] * self.h4 * self.w4), nn.ReLU())
+        self.fc = nn.Sequential(Linear(latent_dim + cond_dim, width), nn.ReLU(),
+                                Linear(width, channels[0] * self.h4 * self.w4), nn.ReLU())
         self.deconv = nn.Sequential(
             nn.ConvTranspose2d(channels[0], channels[1], 4, 2, 1), nn.ReLU(),
             nn.ConvTranspose2d(channels[1], c, 4, 2, 1),

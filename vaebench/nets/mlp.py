@@ -5,12 +5,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from vaebench.nets.linear import Linear
+
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
     for a, b in zip(sizes[:-2], sizes[1:-1], strict=True):
-        layers += [nn.Linear(a, b), nn.ReLU()]
-    layers.append(nn.Linear(sizes[-2], sizes[-1]))
+        layers += [Linear(a, b), nn.ReLU()]
+    layers.append(Linear(sizes[-2], sizes[-1]))
     return nn.Sequential(*layers)
 
 

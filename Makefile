@@ -9,7 +9,7 @@ export TORCHINDUCTOR_CACHE_DIR ?= $(abspath .cache/inductor)
 # multi-GB CUDA build. Override with `make TORCH_SPEC='torch>=2.4' ...` elsewhere.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup study test ui bench-kernels bench-train lint clean-study
+.PHONY: setup study test ui bench-kernels bench-train gpu-check lint
 
 setup: $(VENV)/.installed
 
@@ -40,6 +40,11 @@ bench-kernels: setup
 
 bench-train: setup
 	$(PY) -m benchmarks.train_throughput
+
+# On a CUDA machine with its own python3 (torch, triton, pytest): kernel tests on the GPU and
+# the micro-benchmarks (reports/kernels/latent_bench_cuda.md). Installs nothing.
+gpu-check:
+	bash benchmarks/gpu_check.sh
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -47,7 +47,7 @@ def test_unknown_backend_names_it_and_the_choices(monkeypatch, inputs):
 
 
 def test_triton_on_cpu_without_interpreter_is_a_clear_error(monkeypatch, inputs):
-    mu, logvar = inputs((2, 3))
+    mu, logvar = inputs((2, 3), device="cpu")
     monkeypatch.setattr(kernels, "_triton_interpreter", lambda: False)
     for op in (lambda: kernels.reparameterize(mu, logvar, backend="triton"),
                lambda: kernels.gaussian_kl(mu, logvar, backend="triton"),
@@ -68,7 +68,8 @@ def test_triton_on_cpu_without_interpreter_is_a_clear_error(monkeypatch, inputs)
     (lambda m, lv: kernels.reparameterize_kl(m, lv, True), ValueError, "n_samples .* got True"),
     (lambda m, lv: kernels.reparameterize(m, lv, 1, seed=0.5), TypeError, "seed must be an integer"),
     (lambda m, lv: kernels.reparameterize(m[0, 0], lv[0, 0]), ValueError, "at least one dimension"),
-    (lambda m, lv: kernels.gaussian_kl(m.numpy(), lv), TypeError, "mu and logvar must be torch.Tensor"),
+    (lambda m, lv: kernels.gaussian_kl(m.cpu().numpy(), lv), TypeError,
+     "mu and logvar must be torch.Tensor"),
     (lambda m, lv: kernels.gaussian_kl(m.to(torch.complex64), lv.to(torch.complex64)), TypeError,
      "mu must be a floating"),
 ])

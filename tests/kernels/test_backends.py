@@ -53,7 +53,7 @@ def test_z_matches_float64_reparameterization(backend, dtype, inputs):
     mu, logvar = inputs((3, 2, 17), dtype, seed=3)
     z = kernels.reparameterize(mu, logvar, 4, seed=21, backend=backend)
     assert z.dtype == dtype and z.shape == (4, 3, 2, 17)
-    eps = reference.standard_normal(21, (4, 3, 2, 17), dtype=torch.float64)
+    eps = reference.standard_normal(21, (4, 3, 2, 17), mu.device, torch.float64)
     z64 = mu.double() + _sigma64(logvar) * eps
     # float32 math, one rounding to the output dtype (eps itself agrees to float32 ulps).
     # Triton's CPU interpreter truncates float32 -> bfloat16 (interpreter.py, cast_impl)
@@ -76,7 +76,7 @@ def test_gradients_match_eager_autograd(backend, n_samples, inputs):
     kl = kernels.gaussian_kl(mu, logvar, backend=backend)
     kl_e = kernels.gaussian_kl(mu_e, logvar_e, backend="eager")
     gen = torch.Generator().manual_seed(0)
-    weights = [torch.randn(o.shape, generator=gen) for o in (*outs_e, kl_e)]
+    weights = [torch.randn(o.shape, generator=gen).to(mu.device) for o in (*outs_e, kl_e)]
     sum((o * w).sum() for o, w in zip((*outs, kl), weights, strict=True)).backward()
     sum((o * w).sum() for o, w in zip((*outs_e, kl_e), weights, strict=True)).backward()
     torch.testing.assert_close(mu.grad, mu_e.grad, rtol=1e-5, atol=1e-5)
@@ -115,7 +115,7 @@ def test_non_contiguous_inputs_and_leading_shapes(backend, inputs):
                                               backend="eager")
         torch.testing.assert_close(z, z_e, rtol=1e-6, atol=2e-6)
         torch.testing.assert_close(kl, kl_e, rtol=1e-6, atol=1e-6)
-        w = torch.linspace(-1.0, 1.0, z.numel()).view(z.shape)
+        w = torch.linspace(-1.0, 1.0, z.numel(), device=z.device).view(z.shape)
         ((z * w).sum() + kl.sum()).backward()
         ((z_e * w).sum() + kl_e.sum()).backward()
         for leaf, leaf_e in zip(leaves, leaves_e, strict=True):
@@ -132,22 +132,22 @@ def test_nan_propagates_without_crash(backend, inputs):
     z, log_q, log_p = kernels.reparameterize(mu, logvar, 2, seed=1, with_log_probs=True,
                                              backend=backend)
     kl = kernels.gaussian_kl(mu, logvar, backend=backend)
-    nan_z = torch.zeros(2, 4, 6, dtype=torch.bool)
+    nan_z = torch.zeros(2, 4, 6, dtype=torch.bool, device=mu.device)
     nan_z[:, 1, 2] = True
     nan_z[:, 3, 0] = True
     assert torch.equal(z.isnan(), nan_z)
-    assert torch.equal(kl.isnan(), torch.tensor([False, True, False, True]))
+    assert torch.equal(kl.isnan().cpu(), torch.tensor([False, True, False, True]))
     assert torch.equal(log_p.isnan(), nan_z.any(-1))
-    assert torch.equal(log_q.isnan(), torch.tensor([[False, False, False, True]] * 2))
+    assert torch.equal(log_q.isnan().cpu(), torch.tensor([[False, False, False, True]] * 2))
     (z.nan_to_num().sum() + log_q.nan_to_num().sum()).backward()
-    finite_rows = torch.tensor([True, True, True, False])
+    finite_rows = torch.tensor([True, True, True, False], device=mu.device)
     assert torch.isfinite(mu.grad).all()  # dz/dmu = 1 whatever mu is
     assert torch.isfinite(logvar.grad[finite_rows]).all()
     assert logvar.grad[3, 0].isnan()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_empty_batch(backend):
-    mu = torch.zeros(0, 5)
+def test_empty_batch(backend, device):
+    mu = torch.zeros(0, 5, device=device)
     z, kl = kernels.reparameterize_kl(mu, mu, 3, backend=backend)
     assert z.shape == (3, 0, 5) and kl.shape == (0,)

@@ -116,10 +116,10 @@ def test_tail_counters_match_scalar_model():
 
 
 @pytest.mark.triton
-def test_tail_counters_triton():
+def test_tail_counters_triton(device):
     from kernels import triton_latent
 
-    zero = torch.zeros(1, 1)
+    zero = torch.zeros(1, 1, device=device)
     for counter in TAIL_COUNTERS:
         z = triton_latent.reparameterize(zero, zero, 1, 0, offset=counter)
         assert z.item() == pytest.approx(tl_randn_scalar(0, counter), abs=2e-5)
@@ -174,7 +174,7 @@ def test_eps_statistics_triton(inputs):
 
     mu, logvar = inputs((4096, 64), torch.float64, seed=3)
     z = triton_latent.reparameterize(mu, logvar, 4, seed=77)
-    eps = ((z - mu) / torch.exp(0.5 * logvar)).flatten().numpy()
+    eps = ((z - mu) / torch.exp(0.5 * logvar)).flatten().cpu().numpy()
     assert eps.size >= 10**6
     _check_standard_normal(eps)
 
@@ -182,7 +182,7 @@ def test_eps_statistics_triton(inputs):
 def test_eps_is_a_function_of_flat_offset(inputs, monkeypatch):
     mu, logvar = inputs((2, 3, 5))
     z = kernels.reparameterize(mu, logvar, 4, seed=5, backend="eager")
-    eps = reference.standard_normal(5, (4 * 30,)).view(4, 2, 3, 5)
+    eps = reference.standard_normal(5, (4 * 30,), mu.device).view(4, 2, 3, 5)
     torch.testing.assert_close(z, mu + torch.exp(0.5 * logvar) * eps, rtol=0, atol=1e-6)
     # leading shape does not matter, only the flat position; sample 0 is the n_samples=1 draw
     z_flat = kernels.reparameterize(mu.reshape(6, 5), logvar.reshape(6, 5), 4, seed=5,
@@ -190,7 +190,7 @@ def test_eps_is_a_function_of_flat_offset(inputs, monkeypatch):
     assert torch.equal(z_flat.view(4, 2, 3, 5), z)
     assert torch.equal(kernels.reparameterize(mu, logvar, 1, seed=5, backend="eager"), z[0])
     # the eager generator's chunk size does not change eps
-    monkeypatch.setattr(reference, "_CHUNK", {"cpu": 7})
+    monkeypatch.setattr(reference, "_CHUNK", {"cpu": 7, "cuda": 7})
     assert torch.equal(kernels.reparameterize(mu, logvar, 4, seed=5, backend="eager"), z)
 
 

@@ -1,5 +1,6 @@
-"""Triton kernels (run by the interpreter here): masks, tiling, dtypes and the hand-written
-backward against autograd of the eager formulas on the very eps the kernel drew."""
+"""Triton kernels (by the interpreter on the CPU, compiled on CUDA): masks, tiling, dtypes and
+the hand-written backward against autograd of the eager formulas on the very eps the kernel
+drew."""
 
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ def test_backward_matches_autograd_on_recovered_eps(shape, block_d, n_samples, u
                           log_q.reshape(ref[2].shape), log_p.reshape(ref[3].shape)), ref, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     gen = torch.Generator().manual_seed(1)
-    weights = [torch.randn(r.shape, generator=gen, dtype=torch.float64) for r in ref]
+    weights = [torch.randn(r.shape, generator=gen, dtype=torch.float64).to(mu.device)
+               for r in ref]
     got = torch.autograd.grad(sum((outs[i].reshape(ref[i].shape) * weights[i]).sum()
                                   for i in used), (mu, logvar))
     want = torch.autograd.grad(sum((ref[i] * weights[i]).sum() for i in used), (mu, logvar),
@@ -73,12 +75,12 @@ def test_low_precision_backward_against_float64(dtype, inputs):
     mu, logvar = inputs((6, 40), dtype, seed=9, requires_grad=True)
     z, kl = triton_latent.reparameterize_kl(mu, logvar, 2, 3, block_d=16)
     assert z.dtype == dtype and kl.dtype == torch.float32
-    g_z = torch.linspace(-1, 1, z.numel()).view(z.shape).to(dtype)
+    g_z = torch.linspace(-1, 1, z.numel(), device=z.device).view(z.shape).to(dtype)
     g_mu, g_lv = torch.autograd.grad((z, kl), (mu, logvar), (g_z, torch.ones_like(kl)))
     assert g_mu.dtype == g_lv.dtype == dtype
     # float64 reference on the same rounded inputs and the eager eps
     m, lv = mu.detach().double().requires_grad_(), logvar.detach().double().requires_grad_()
-    eps = reference.standard_normal(3, (2, 6, 40), dtype=torch.float64)
+    eps = reference.standard_normal(3, (2, 6, 40), m.device, torch.float64)
     z64, kl64 = reference.reparameterize_with_eps(m, lv, eps), reference.gaussian_kl(m, lv)
     w_mu, w_lv = torch.autograd.grad((z64, kl64), (m, lv), (g_z.double(), torch.ones_like(kl64)))
     tol = {torch.float16: 2e-3, torch.bfloat16: 1.6e-2}[dtype]
@@ -96,5 +98,28 @@ def test_counters_beyond_2_pow_32_in_backward(inputs):
     torch.testing.assert_close(g_mu, torch.full_like(g_mu, 2.0), rtol=0, atol=1e-12)
     expected = (0.5 * torch.exp(0.5 * logvar.detach()) * eps).sum(0)
     torch.testing.assert_close(g_lv, expected, rtol=1e-12, atol=1e-12)
-    eager = reference.standard_normal(7, (2, 4, 9), dtype=torch.float64, offset=offset)
+    eager = reference.standard_normal(7, (2, 4, 9), mu.device, torch.float64, offset=offset)
     torch.testing.assert_close(eps, eager, rtol=0, atol=2e-6)
+
+
+def test_more_than_2_pow_31_elements(device):
+    """64-bit offsets: a draw of 2**31 + 2**20 elements matches the reference past 2**31,
+    forward and backward (mu = 0, logvar = 0, so z = eps and d z / d logvar = eps / 2).
+    On CUDA only (about 50 GB of GPU memory): the interpreter would take hours."""
+    if device.type != "cuda":
+        pytest.skip("needs a CUDA device (VAEBENCH_TEST_DEVICE=cuda)")
+    n, d = (1 << 25) + (1 << 14), 64
+    if torch.cuda.mem_get_info(device)[0] < 50 * 2**30:
+        pytest.skip("less than 50 GB of GPU memory free")
+    mu = torch.zeros(n, d, device=device, requires_grad=True)
+    logvar = torch.zeros(n, d, device=device, requires_grad=True)
+    z, kl = triton_latent.reparameterize_kl(mu, logvar, 1, 3)
+    assert z.numel() > 2**31 and torch.equal(kl, torch.zeros_like(kl))
+    for start in (2**31 - 2048, z.numel() - 4096):
+        want = reference.standard_normal(3, (4096,), device, offset=start)
+        torch.testing.assert_close(z.view(-1)[start:start + 4096], want, rtol=0, atol=2e-6)
+    g_mu, g_lv = torch.autograd.grad(z.sum(), (mu, logvar))
+    tail = slice(z.numel() - 4096, None)
+    assert torch.equal(g_mu.view(-1)[tail], torch.ones(4096, device=device))
+    torch.testing.assert_close(g_lv.view(-1)[tail], 0.5 * z.detach().view(-1)[tail],
+                               rtol=0, atol=1e-6)

@@ -25,12 +25,12 @@ from pydantic import (
 )
 
 from vaebench import models as model_registry
-from vaebench.nets.linear import resolve_gemm
+from vaebench.nets.linear import GEMMS, resolve_gemm
 
 MODEL_NAMES = tuple(model_registry.MODELS)
 DATASET_NAMES = ("digits", "fashion-mnist", "dsprites", "linear-gaussian", "mnist", "cifar10")
 BACKEND_NAMES = ("auto", "eager", "compile", "triton")
-GEMM_NAMES = ("auto", "aten", "onednn")
+GEMM_NAMES = GEMMS
 
 
 class ConfigError(ValueError):

@@ -209,9 +209,12 @@ def preprocessing_record(kind: str, levels: int | None, dim: int, seed: int) -> 
         "functions": {
             "to_unit": "vaebench.data.preprocess.to_unit: x/(levels-1) in [0, 1]",
             "dynamic_binarize": "vaebench.data.preprocess.dynamic_binarize: "
-            "Bernoulli(x/(levels-1)), fresh each call (Burda et al. 2016)",
+            "Bernoulli(x/(levels-1)), a fresh draw every training step, seeded by "
+            "kernels.step_seed(study seed, step) (Burda et al. 2016)",
             "fixed_binarize": "vaebench.data.preprocess.fixed_binarize: Bernoulli(x/(levels-1))"
             " drawn once with a fixed seed (Exemplar VAE protocol)",
+            "bernoulli_grey": "vaebench.data.preprocess.bernoulli_grey: the exact sampler of "
+            "both, 1 iff r < x with r ~ U{0, ..., levels-2} from numpy's PCG64",
             "dequantize": "vaebench.data.preprocess.dequantize: (x+u)/levels, u~U[0,1)",
         },
         "by_decoder": {

@@ -144,3 +144,15 @@ def test_auto_resolves_by_build_alone():
     expected = "onednn" if lin.onednn_available() else "aten"
     assert lin.resolve_gemm("auto") == expected
     assert lin.resolve_gemm("aten") == "aten"
+
+
+def test_onednn_without_onednn_is_a_config_error(monkeypatch):
+    """On a torch build without oneDNN, 'onednn' fails at validation, before any work;
+    'auto' falls back to aten."""
+    monkeypatch.setattr(lin, "onednn_available", lambda: False)
+    raw = {"study": {"models": ["vae"], "datasets": ["digits"], "gemm": "onednn"},
+           "data": {"digits": {}}, "train": {"vae": {}}}
+    with pytest.raises(ConfigError, match=r"study.gemm: gemm 'onednn' is not available in this "
+                                          r"torch build .*valid choices here: auto, aten"):
+        parse_params(raw)
+    assert lin.resolve_gemm("auto") == "aten"

@@ -43,12 +43,6 @@ def make_inputs(shape, dtype=torch.float32, seed=0, requires_grad=False, device=
     return mu.requires_grad_(requires_grad), logvar.requires_grad_(requires_grad)
 
 
-def seeded_randn(shape, seed=0, dtype=torch.float32, device=None):
-    """Fixed-seed N(0, 1) weights for gradient tests, the same values on every device."""
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(shape, generator=gen, dtype=dtype).to(DEVICE if device is None else device)
-
-
 @pytest.fixture
 def inputs():
     return make_inputs

@@ -107,13 +107,10 @@ def dynamic_binarize(x: torch.Tensor, levels: int, seed: int, *, check: bool = T
     """
     if not _is_tensor(x):
         raise TypeError(f"x must be a torch tensor, got {type(x).__name__}")
-    import torch
-
     _check_levels(levels)
     if check:
         _check_grey(x, levels)
-    draw = bernoulli_grey(x.cpu().numpy(), levels, np.random.default_rng(seed))
-    return torch.from_numpy(draw).to(x.device)
+    return _seeded_bernoulli(x, levels, seed)
 
 
 def fixed_binarize(x, levels: int, seed: int):
@@ -125,12 +122,18 @@ def fixed_binarize(x, levels: int, seed: int):
     """
     _check_levels(levels)
     _check_grey(x, levels)
+    return _seeded_bernoulli(x, levels, seed)
+
+
+def _seeded_bernoulli(x, levels: int, seed: int):
+    """``bernoulli_grey`` with numpy.random.default_rng(seed); numpy in, numpy out; a tensor
+    in, a tensor on its device out."""
+    rng = np.random.default_rng(seed)
     if not _is_tensor(x):
-        return bernoulli_grey(np.asarray(x), levels, np.random.default_rng(seed))
+        return bernoulli_grey(np.asarray(x), levels, rng)
     import torch
 
-    draw = bernoulli_grey(x.cpu().numpy(), levels, np.random.default_rng(seed))
-    return torch.from_numpy(draw).to(x.device)
+    return torch.from_numpy(bernoulli_grey(x.cpu().numpy(), levels, rng)).to(x.device)
 
 
 @lru_cache(maxsize=32)

@@ -41,8 +41,8 @@ def guarded(fn: Callable[[], Any]) -> Any:
 
 
 def cell_or_exit(params: Params, model: str, dataset: str, seed: int,
-                 beta: str | None) -> Cell:
-    return guarded(lambda: find_cell(params, model, dataset, seed, beta))
+                 beta: str | None, latent_dim: int | None = None) -> Cell:
+    return guarded(lambda: find_cell(params, model, dataset, seed, beta, latent_dim))
 
 
 def setup_torch(params: Params) -> None:

@@ -28,11 +28,6 @@ from vaebench.io import read_json
 app = typer.Typer(add_completion=False)
 
 
-def _numeric(metrics: dict) -> dict[str, float]:
-    return {f"test_{k}": float(v) for k, v in metrics.items()
-            if isinstance(v, int | float) and not isinstance(v, bool)}
-
-
 def latent_scatter(arrays: dict, title: str, path) -> None:
     """The test set's encoder means along the two latents with the most KL."""
     import matplotlib.pyplot as plt
@@ -53,13 +48,14 @@ def latent_scatter(arrays: dict, title: str, path) -> None:
 def main(model: str, dataset: str,
          seed: int = typer.Option(..., help="the training seed, one of study.seeds"),
          beta: str = typer.Option(None, help="a beta of sweep.betas (the beta sweep)"),
+         latent_dim: int = typer.Option(None, help="a linear cell's latent size (study.linear)"),
          params_file: str = typer.Option("params.yaml", "--params"),
          track: bool = typer.Option(True, help="log to MLflow")) -> None:
     from vaebench.config import run_spec
 
     started = time.time()
     params = params_or_exit(params_file)
-    cell = cell_or_exit(params, model, dataset, seed, beta)
+    cell = cell_or_exit(params, model, dataset, seed, beta, latent_dim)
     spec = guarded(lambda: run_spec(params, cell))
     train_dir = RUNS / cell.run / "train"
     if not (train_dir / "checkpoint.pt").exists():
@@ -73,15 +69,17 @@ def main(model: str, dataset: str,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from vaebench.data.bundle import npz_bytes
     from vaebench.evaluate import evaluate
-    from vaebench.io import atomic_write, atomic_write_json
+    from vaebench.io import atomic_write, atomic_write_bytes, atomic_write_json
     from vaebench.machine import machine_info
     from vaebench.nets.linear import resolve_gemm
+    from vaebench.results import POINTS_FILE
     from vaebench.tracking import run_tags
     from vaebench.train import load_trained
 
-    trained, state = load_trained(spec, bundle, train_dir)
-    result = evaluate(spec, bundle, trained, state)
+    trained, state, midpoint = load_trained(spec, bundle, train_dir)
+    result = evaluate(spec, bundle, trained, state, midpoint)
     out = RUNS / cell.run / "eval"
     pictures = []
     for name, img in result.images.items():
@@ -93,13 +91,14 @@ def main(model: str, dataset: str,
     atomic_write(path, lambda p: latent_scatter(result.arrays, cell.run, p))
     pictures.append(path)
     atomic_write_json(out / "checks.json", result.records)
-    atomic_write_json(out / "metrics.json", result.metrics)
+    atomic_write_json(out / "metrics.json", result.metrics.model_dump(mode="json"))
+    atomic_write_bytes(out / POINTS_FILE, npz_bytes(result.points))  # reproducible bytes
 
     tracked = tracking_file(cell)
     resume = read_json(tracked).get("run_id") if tracked.exists() else None
     tracker.start(cell.run, {}, run_tags(ROOT, dataset_checksum(bundle), trained.backend, cell,
                                          resolve_gemm(params.study.gemm)), resume_id=resume)
-    tracker.log_metrics(_numeric(result.metrics))
+    tracker.log_metrics(result.metrics.flat())
     for path in [*pictures, out / "metrics.json", train_dir / "train.json"]:
         if path.exists():
             tracker.log_artifact(path)
@@ -108,9 +107,9 @@ def main(model: str, dataset: str,
                                             "machine": machine_info(ROOT)})
     tracker.end("FINISHED", seconds=seconds)
     m = result.metrics
-    typer.echo(f"{cell.run}: ELBO {m['elbo']:.3f} ± {m['elbo_se']:.3f}, "
-               f"NLL {m['nll']:.3f} (k={m['nll_k']}, {m['nll_points']} points), "
-               f"active units {m['active_units']}/{m['latent_dim']}")
+    typer.echo(f"{cell.run}: ELBO {m.elbo.mean:.3f} ± {m.elbo.se:.3f}, "
+               f"NLL {m.nll.mean:.3f} ± {m.nll.se:.3f} (k={m.nll_k}, {m.nll_points} points), "
+               f"active units {m.active_units}/{m.latent_dim}")
 
 
 if __name__ == "__main__":

@@ -1,52 +1,23 @@
-"""DVC stage `report`: the study's tables, theory verdicts, figures and HTML page.
+"""DVC stage `report`: the study's tables, verdicts, figures and HTML page.
 
-Reads runs/<run>/{eval/metrics.json, eval/checks.json, train/train.json, figures/*.png} for
-every run params.yaml declares and writes reports/{summary.csv, theory.json, metrics.json,
-index.html, figures/}. Exits 1, after writing everything, when a theory check fails.
+Reads every declared run (``vaebench.report.read_runs``) and writes reports/{summary.csv,
+runs.csv, comparisons.csv, theory.json, metrics.json, index.html, figures/}. Exits 1, after
+writing everything, when a check fails.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import time
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
 
-from pipelines.common import REPORTS, RUNS, fail, guarded, params_or_exit
+from pipelines.common import REPORTS, ROOT, RUNS, fail, guarded, params_or_exit
 
 app = typer.Typer(add_completion=False)
-
-
-def read_runs(runs_dir: Path, cells) -> list:
-    """Every declared run's files; one line naming the runs whose folder is missing."""
-    from vaebench.io import read_json as _read_json
-    from vaebench.report import PICTURES, RunData
-
-    missing = [c.run for c in cells if not (runs_dir / c.run).is_dir()]
-    if missing:
-        raise FileNotFoundError(
-            f"{len(missing)} declared run(s) have no folder under {runs_dir}: "
-            f"{', '.join(missing)}; run their train and evaluate stages (`dvc repro`) first")
-    runs = []
-    for c in cells:
-        folder = runs_dir / c.run
-        metrics = _read_json(folder / "eval" / "metrics.json",
-                             f"run {c.run!r} is not evaluated; run its evaluate stage")
-        if metrics.get("run", c.run) != c.run:
-            raise ValueError(f"{folder / 'eval' / 'metrics.json'}: belongs to run "
-                             f"{metrics.get('run')!r}, expected {c.run!r}")
-        records = _read_json(folder / "eval" / "checks.json",
-                             f"run {c.run!r} is not evaluated; run its evaluate stage")
-        if not isinstance(records, list):
-            raise ValueError(f"{folder / 'eval' / 'checks.json'}: expected a list of check "
-                             f"records, got {type(records).__name__}")
-        train = _read_json(folder / "train" / "train.json",
-                           f"run {c.run!r} is not trained; run its train stage")
-        pictures = {name: folder / "figures" / f"{name}.png" for name in PICTURES
-                    if (folder / "figures" / f"{name}.png").is_file()}
-        runs.append(RunData(c, metrics, records, train, pictures))
-    return runs
 
 
 def compact_png(src: Path, dst: Path) -> None:
@@ -61,26 +32,24 @@ def compact_png(src: Path, dst: Path) -> None:
     (rgb.convert("L") if grey else rgb).save(dst, format="PNG", optimize=True)
 
 
-def _write_figures(reports_dir: Path, runs, summary, history, kl_dims):
-    """Draw the figures and copy each run's pictures into a fresh folder, then swap it in."""
-    from vaebench.report import disentanglement_frame, make_figures, markdown_table
+def write_figures(reports_dir: Path, runs) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Draw the figures and copy the first seed's pictures of each cell into a fresh folder,
+    then swap it in."""
+    from vaebench.report.figures import make_figures
 
     tmp = reports_dir / f".figures.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        figures = make_figures(summary, history, kl_dims, tmp)
-        dis = disentanglement_frame(runs)
-        if not dis.empty:
-            (tmp / "disentanglement.md").write_text(
-                "dSprites-like data (rendered procedurally, not the original file); MIG "
-                f"variant: {'; '.join(sorted(set(dis['mig_variant'])))}.\n\n"
-                + markdown_table(dis.drop(columns=["mig_variant"])))
+        figures = make_figures(runs, tmp)
         pictures: dict[str, list[str]] = {}
+        first = {}
         for r in runs:
-            for name, src in r.pictures.items():
-                (tmp / r.cell.run).mkdir(parents=True, exist_ok=True)
-                compact_png(src, tmp / r.cell.run / f"{name}.png")
-                pictures.setdefault(r.cell.run, []).append(f"figures/{r.cell.run}/{name}.png")
+            first.setdefault(r.cell.name, r)
+        for name, r in first.items():
+            for pic, src in r.pictures.items():
+                (tmp / name).mkdir(parents=True, exist_ok=True)
+                compact_png(src, tmp / name / f"{pic}.png")
+                pictures.setdefault(r.cell.run, []).append(f"figures/{name}/{pic}.png")
         final = reports_dir / "figures"
         old = reports_dir / f".figures.{os.getpid()}.old"
         if final.exists():
@@ -93,39 +62,49 @@ def _write_figures(reports_dir: Path, runs, summary, history, kl_dims):
 
 
 def write_report(params, runs, reports_dir: Path):
-    """Compute and write every output of the report stage; return the judged theory checks."""
-    from vaebench import report
-    from vaebench.io import atomic_write, atomic_write_json, atomic_write_text
+    """Compute and write every output of the report stage; return the Report."""
+    import pandas as pd
+
+    from vaebench.io import atomic_write, atomic_write_json, atomic_write_text, read_json
+    from vaebench.machine import machine_info
+    from vaebench.nets.linear import resolve_gemm
+    from vaebench.report import build, page
 
     reports_dir.mkdir(parents=True, exist_ok=True)
-    summary = report.summary_frame(runs)
-    sweep, sweep_note = report.sweep_records(runs)
-    theory = report.finalize_checks([rec for r in runs for rec in r.records] + sweep,
-                                    params.theory.alpha)
-    figures, pictures = _write_figures(reports_dir, runs, summary, report.history_frame(runs),
-                                       report.kl_dims_frame(runs))
-    atomic_write(reports_dir / "summary.csv", lambda p: summary.to_csv(p, index=False))
-    atomic_write_json(reports_dir / "theory.json", report.theory_document(theory))
-    atomic_write_json(reports_dir / "metrics.json", report.headline_metrics(summary, theory))
-    page = report.render_html(params, runs, summary, theory, figures, pictures, sweep_note)
-    atomic_write_text(reports_dir / "index.html", page)
-    return theory
+    report = build.build_report(params, runs)
+    figures, pictures = write_figures(reports_dir, runs)
+    atomic_write(reports_dir / "summary.csv", lambda p: report.cells.to_csv(p, index=False))
+    atomic_write(reports_dir / "runs.csv", lambda p: report.long.to_csv(p, index=False))
+    comparisons = pd.DataFrame([asdict(c) for c in report.comparisons])
+    atomic_write(reports_dir / "comparisons.csv", lambda p: comparisons.to_csv(p, index=False))
+    atomic_write_json(reports_dir / "theory.json", build.theory_document(report))
+    atomic_write_json(reports_dir / "metrics.json", build.headline_metrics(report))
+    planted_path = reports_dir / "planted_bugs.json"
+    planted = read_json(planted_path) if planted_path.exists() else None
+    wall = {"train": f"{sum(r.train.get('stage_seconds', 0.0) for r in runs):.0f}",
+            "evaluate": f"{sum(r.eval_seconds for r in runs if r.eval_seconds == r.eval_seconds):.0f}"}
+    machine = machine_info(ROOT, resolve_gemm(params.study.gemm))
+    html = page.render(report, figures, pictures, planted, machine, wall)
+    atomic_write_text(reports_dir / "index.html", html)
+    return report
 
 
 def report_stage(params_file: str | Path, runs_dir: Path, reports_dir: Path) -> None:
     """The whole stage: read, judge, write; exit 2 on bad input, 1 when a check fails."""
-    from vaebench.report import declared_runs, failure_line
+    from vaebench.config import cells
+    from vaebench.report import failure_line, read_runs
 
+    started = time.time()
     params = params_or_exit(params_file)
-    runs = guarded(lambda: read_runs(runs_dir, declared_runs(params)))
-    theory = guarded(lambda: write_report(params, runs, reports_dir))
-    line = failure_line(theory)
+    runs = guarded(lambda: read_runs(runs_dir, cells(params)))
+    report = guarded(lambda: write_report(params, runs, reports_dir))
+    line = failure_line(report)
     if line:
         fail(line, code=1)
-    size = sum(p.stat().st_size for p in (reports_dir / "figures").rglob("*") if p.is_file())
-    typer.echo(f"report: {len(runs)} runs, {theory.n_passed}/{len(theory.checks)} theory checks "
-               f"pass (z* = {theory.z_star:.3f} over m = {theory.m}); wrote {reports_dir} "
-               f"(figures {size / 1e6:.2f} MB)")
+    model = report.family("model")
+    typer.echo(f"report: {len(runs)} runs, {sum(c.passed for c in model)}/{len(model)} model "
+               f"checks pass, {len(report.comparisons)} paired comparisons; wrote {reports_dir} "
+               f"in {time.time() - started:.1f} s")
 
 
 @app.command()

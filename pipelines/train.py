@@ -33,6 +33,7 @@ app = typer.Typer(add_completion=False)
 def main(model: str, dataset: str,
          seed: int = typer.Option(..., help="the training seed, one of study.seeds"),
          beta: str = typer.Option(None, help="a beta of sweep.betas (the beta sweep)"),
+         latent_dim: int = typer.Option(None, help="a linear cell's latent size (study.linear)"),
          params_file: str = typer.Option("params.yaml", "--params"),
          track: bool = typer.Option(True, help="log to MLflow"),
          progress: bool = typer.Option(True, help="show a progress bar")) -> None:
@@ -40,7 +41,7 @@ def main(model: str, dataset: str,
 
     started = time.time()
     params = params_or_exit(params_file)
-    cell = cell_or_exit(params, model, dataset, seed, beta)
+    cell = cell_or_exit(params, model, dataset, seed, beta, latent_dim)
     spec = guarded(lambda: run_spec(params, cell))
     tracker = tracker_for(params, track)  # an unreachable store fails here, before any work
     if spec.defaults:

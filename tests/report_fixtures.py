@@ -1,127 +1,137 @@
 """A small synthetic study on disk for the report stage's tests: params.yaml and runs/.
 
-``write_study(root)`` writes 2 models (vae, iwae) x 1 image data set, the linear VAE on
-linear-gaussian and a 2-beta sweep there, with plausible train.json, metrics.json, checks.json
-and pictures, and returns what it wrote so tests can compare the report against it.
+``write_study(root)`` writes two models (vae, iwae) x one image data set with factors, the
+linear VAE on linear-gaussian and a two-beta sweep there, two seeds each, through the typed
+contract: every metrics.json is a ``RunMetrics``, every check record comes from a builder, and
+the per-point values behind the paired comparisons are drawn so that IWAE's NLL is lower than
+the VAE's by ``IWAE_GAIN`` nats on every point while the ELBOs differ by noise only.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
-from vaebench.config import Cell
+from vaebench.config import Cell, cells, parse_params
+from vaebench.data.bundle import npz_bytes
+from vaebench.results import (
+    Disentanglement,
+    Estimate,
+    LinearMetrics,
+    MutualInformation,
+    RunMetrics,
+    TCDecomposition,
+)
+from vaebench.theory.records import record
 
 MODELS = ("vae", "iwae")
 DATASET = "dsprites"
 SWEEP_DATASET = "linear-gaussian"
 BETAS = (0.5, 2.0)
-ENTROPY = 20.0  # the data entropy H (nats) of the synthetic linear-gaussian set
+SEEDS = (0, 1)
+ENTROPY = 20.0   # the data entropy H (nats) of the synthetic linear-gaussian set
+IWAE_GAIN = 2.0  # nats: IWAE's NLL is lower by this on every point
+POINTS = 300
 PICTURES = ("samples", "reconstructions", "traversals", "factor_traversals")
-
-
-def run_of(model: str, dataset: str, beta: float | None = None, seed: int = 0) -> str:
-    """The run folder of a cell, as ``config.Cell.run`` names it."""
-    group = "grid" if beta is None else "sweep"
-    return Cell(model, dataset, seed, group, beta).run
 
 
 def params_dict(alpha: float = 0.05) -> dict[str, Any]:
     small = {"arch": "mlp", "hidden": [32], "latent_dim": 6, "epochs": 3, "batch_size": 64,
              "lr": 0.001}
+    lin = {"latent_dim": 4, "epochs": 3, "batch_size": 64, "lr": 0.01}
     return {
-        "study": {"name": "fixture", "seeds": [0], "models": list(MODELS), "datasets": [DATASET],
-                  "linear_datasets": [SWEEP_DATASET], "backend": "eager", "device": "cpu"},
+        "study": {"name": "fixture", "seeds": list(SEEDS), "models": list(MODELS),
+                  "datasets": [DATASET],
+                  "linear": [{"dataset": SWEEP_DATASET, "latent_dim": 4}],
+                  "backend": "eager", "device": "cpu"},
         "data": {DATASET: {}, SWEEP_DATASET: {}},
-        "train": {"vae": dict(small), "iwae": {**small, "k": 5},
-                  "beta_vae": {**small, "beta": 1.0},
-                  "linear": {"latent_dim": 4, "epochs": 3, "batch_size": 64, "lr": 0.01}},
+        "train": {"vae": dict(small), "iwae": {**small, "k": 5}, "linear": dict(lin)},
         "sweep": {"model": "linear", "dataset": SWEEP_DATASET, "betas": list(BETAS),
-                  "train": {"latent_dim": 4, "epochs": 3, "batch_size": 64, "lr": 0.01}},
+                  "train": dict(lin)},
+        "evaluate": {"iw_k": 500, "iw_points": POINTS},
         "theory": {"alpha": alpha},
     }
 
 
-def _metrics(run: str, model: str, dataset: str, i: int, beta: float | None) -> dict[str, Any]:
-    """Numbers shaped like vaebench.evaluate.evaluate's, distinct per run (i)."""
-    image = dataset == DATASET
-    latent = 6
-    if beta is None:
+def run_of(model: str, dataset: str, beta: float | None = None, seed: int = 0) -> str:
+    """The run folder of a cell, as ``config.Cell.run`` names it."""
+    if model == "linear" and beta is None:
+        return Cell(model, dataset, seed, "linear", latent_dim=4).run
+    return Cell(model, dataset, seed, "grid" if beta is None else "sweep", beta).run
+
+
+def _est(mean: float, se: float) -> Estimate:
+    return Estimate(mean=mean, se=se)
+
+
+def _metrics(c: Cell, i: int, rng: np.random.Generator) -> tuple[RunMetrics, dict]:
+    """Numbers shaped like the evaluate stage's, distinct per run, and the per-point values."""
+    image = c.dataset == DATASET
+    if c.beta is None:
         recon, kl = -30.0 - 1.5 * i, 9.0 + 0.75 * i
     else:  # rate falls and distortion rises with beta; H - D <= I <= R holds
-        recon, kl = -15.0 - 2.0 * beta, 8.0 / beta
+        recon, kl = -15.0 - 2.0 * c.beta, 8.0 / c.beta
     elbo = recon - kl
-    bounds = {k: elbo + gain for k, gain in ((1, 0.0), (5, 0.8 + 0.1 * i), (50, 1.3 + 0.2 * i),
-                                            (500, 1.6 + 0.25 * i))}
-    kl_dims = [kl * w for w in (0.5, 0.3, 0.15, 0.05, 0.0004, 0.0001)]
-    n = 300
-    m: dict[str, Any] = {
-        "run": run, "model": model, "dataset": dataset,
-        "likelihood": "bernoulli" if image else "gaussian",
-        "preprocessing": "dynamic binarization" if image else "none",
-        "test_preprocessing": "binarized once, fixed seed" if image else "none",
-        "backend": "eager", "n_test": n, "dim": 4096 if image else 20, "latent_dim": latent,
-        "epochs": 3, "train_seconds": 12.5 + i, "elbo": elbo, "elbo_se": 0.31 + 0.01 * i,
-        "recon": recon, "recon_se": 0.27 + 0.01 * i, "kl": kl, "kl_se": 0.05 + 0.01 * i,
-        "elbo_mc_se": 0.02, "elbo_samples": 4, "kl_per_dim": kl_dims,
-        "active_units": 4 + (model == "iwae"), "au_cov": [1.0, 0.5, 0.2, 0.05, 0.001, 0.0],
-        "mi": min(kl, math.log(n)) - 0.5, "mi_se": 0.04, "mi_max": math.log(n),
-        "mi_upper": kl + 0.5, "mi_upper_se": 0.05,
-        "tc_mi": 1.0, "tc_mi_se": 0.1, "tc_tc": 0.4 + 0.1 * i, "tc_tc_se": 0.05,
-        "tc_dwkl": 2.0, "tc_dwkl_se": 0.1, "tc_kl_mc": kl, "tc_kl_mc_se": 0.05,
-        "nll": -bounds[500], "nll_se": 0.21 + 0.01 * i, "nll_k": 500, "nll_points": 200,
-    }
-    for k, v in bounds.items():
-        m[f"L_{k}"], m[f"L_{k}_se"] = v, 0.2 + 0.01 * k ** 0.5
+    difficulty = np.random.default_rng(7).normal(0.0, 6.0, POINTS)  # shared by every run
+    base = 40.0 if c.beta is None else -elbo - 1.0
+    nll_points = base + difficulty - (IWAE_GAIN if c.model == "iwae" else 0.0)
+    nll_points = nll_points + rng.normal(0.0, 0.05, POINTS)
+    elbo_points = elbo + difficulty + rng.normal(0.0, 0.5, POINTS)
+    nll = float(nll_points.mean())
+    bounds = {k: _est(-nll - gain, 0.3) for k, gain in ((1, 1.0), (5, 0.4), (50, 0.1), (500, 0.0))}
+    linear = None
+    if c.model == "linear":
+        linear = LinearMetrics(
+            elbo_analytic=elbo + 0.01, log_px_exact=-nll + 0.02, kl_to_posterior=0.03,
+            elbo_train=elbo + 0.2, ppca_max_loglik=elbo + 0.25, ppca_sigma2=0.1, sigma2=0.101,
+            subspace_similarity=0.995, optimum_rate=kl, optimum_distortion=-recon,
+            optimum_active=4, optimum_sigma2=0.1)
+    dis = None
     if image:
-        m["nll_discrete"] = m["nll"]
-        m["bits_per_dim"] = m["nll"] / (m["dim"] * math.log(2))
-        m.update({"mig": 0.11 + 0.1 * i, "mig_variant": "disentanglement_lib: encoder means "
-                  "in 20 bins, every factor", "factor_vae_score": 0.6 + 0.05 * i,
-                  "beta_vae_score": 0.7, "dci_disentanglement": 0.2, "dci_completeness": 0.25,
-                  "dci_informativeness": 0.8,
-                  "factor_dims": {"shape": 0, "scale": 1, "orientation": 2, "posX": 3,
-                                  "posY": 4}})
-    if model == "linear":  # closed forms (vaebench.evaluate.linear_theory)
-        m.update({"linear_elbo_analytic": elbo + 0.004, "linear_log_px_exact": elbo + 0.9,
-                  "linear_kl_to_posterior": 0.896, "linear_elbo_train": elbo + 0.1,
-                  "ppca_ml_loglik_per_point": elbo + 0.13, "ppca_ml_sigma2": 0.1012,
-                  "linear_sigma2": 0.1031, "subspace_similarity": 0.98765,
-                  "true_model_log_px": -ENTROPY + 0.05, "data_entropy": ENTROPY})
-    return m
+        dis = Disentanglement(mig=0.1 + 0.01 * i, mig_variant="disentanglement_lib: 20 bins",
+                              factor_vae=0.6, beta_vae=0.7, dci_disentanglement=0.3,
+                              dci_completeness=0.35, dci_informativeness=0.8,
+                              dci_regressor="random forest",
+                              factor_dims={"shape": 0, "scale": 1})
+    m = RunMetrics(
+        run=c.run, cell=c.name, model=c.model, dataset=c.dataset, seed=c.seed, group=c.group,
+        beta=None if c.beta is None else float(c.beta),
+        likelihood="bernoulli" if image else "gaussian",
+        preprocessing="dynamic binarization" if image else "none",
+        test_preprocessing="binarized once, fixed seed" if image else "none", backend="eager",
+        n_test=1000, dim=4096 if image else 20, latent_dim=6 if image else 4,
+        test_digest="d" * 64, epochs=3, train_seconds=5.0 + i,
+        elbo=_est(elbo, 0.25), recon=_est(recon, 0.2), kl=_est(kl, 0.1), elbo_mc_se=0.01,
+        elbo_samples=4, nll=_est(nll, 0.35), nll_k=500, nll_points=POINTS, bounds=bounds,
+        nll_discrete=nll if image else None, bits_per_dim=nll / 4096 / np.log(2) if image else None,
+        kl_per_dim=[kl * w for w in (0.5, 0.3, 0.15, 0.05, 0.0004, 0.0001)][: 6 if image else 4],
+        active_units=4 + (i % 2), au_cov=[1.0, 0.5, 0.2, 0.1, 0.001, 0.0][: 6 if image else 4],
+        mi=MutualInformation(lower=_est(min(kl, 6.0), 0.05), upper=_est(min(kl, 6.0) + 0.1, 0.05),
+                             cap=float(np.log(2000)), points=2000, saturated=False),
+        tc=TCDecomposition(mi=_est(3.0, 0.05), tc=_est(0.5, 0.02), dwkl=_est(kl - 3.5, 0.03)),
+        data_entropy=None if image else ENTROPY,
+        true_model_log_px=None if image else -ENTROPY - 0.1, linear=linear, disentanglement=dis)
+    return m, {"nll": nll_points, "elbo": elbo_points}
 
 
-def _records(run: str, metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    """Raw check records (no verdict) that pass: two statistical, one deterministic."""
-    blank = {"tolerance": None, "z": None, "passed": None}
-    return [
-        {"name": "kl_mc_vs_analytic", "run": run, "kind": "equal",
-         "empirical": metrics["kl"] + 0.01, "theoretical": metrics["kl"], "stderr": 0.02,
-         "detail": "MC KL vs analytic KL", **blank},
-        {"name": "iw_bound_order_k1_le_k5", "run": run, "kind": "ge",
-         "empirical": metrics["L_5"] - metrics["L_1"], "theoretical": 0.0, "stderr": 0.05,
-         "detail": "L_5 - L_1 >= 0", **blank},
-        {"name": "elbo_plus_kl_to_posterior_eq_log_px", "run": run, "kind": "exact",
-         "empirical": -40.0, "theoretical": -40.0 + 1e-12, "stderr": None,
-         **{**blank, "tolerance": 1e-6}, "detail": "an identity"},
-    ]
+def _records(m: RunMetrics) -> list[dict[str, Any]]:
+    return [record(name="objective_matches_reference", run=m.run, kind="exact",
+                   empirical=1e-7, theoretical=0.0, tolerance=1e-4, category="model",
+                   catches=["kl_formula"]),
+            record(name="kl_mc_vs_analytic", run=m.run, kind="equal", empirical=m.kl.mean + 0.01,
+                   theoretical=m.kl.mean, stderr=0.02)]
 
 
-def _history(i: int, epochs: int = 3) -> list[dict[str, float]]:
-    return [{"epoch": e, "seconds": 4.0, "train_elbo": -60.0 + 5 * e + i,
-             "train_recon": -50.0 + 4 * e, "train_kl": 10.0 + e, "val_elbo": -62.0 + 5 * e + i,
-             "val_recon": -51.0 + 4 * e, "val_kl": 11.0 + e} for e in range(1, epochs + 1)]
+def _history(i: int) -> list[dict[str, float]]:
+    return [{"epoch": e, "val_elbo": -40.0 + 3.0 * e + i, "train_elbo": -41.0 + 3.0 * e + i,
+             "seconds": 1.0 * e} for e in (1, 2, 3)]
 
 
 def _png(path: Path, seed: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,33 +142,32 @@ def _png(path: Path, seed: int) -> None:
 def write_study(root: Path, alpha: float = 0.05,
                 extra_records: dict[str, list[dict[str, Any]]] | None = None
                 ) -> dict[str, dict[str, Any]]:
-    """Write params.yaml and runs/<run>/... under ``root``; return {run: {metrics, records,
-    train, beta}} as written. ``extra_records`` adds records to a run's checks.json."""
+    """Write params.yaml and runs/<cell>/seed<k>/... under ``root``; return {run: {metrics,
+    points, records, train}} as written. ``extra_records`` adds records to a run's checks."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "params.yaml").write_text(yaml.safe_dump(params_dict(alpha), sort_keys=False))
-    cells = [(m, DATASET, None) for m in MODELS]
-    cells += [("linear", SWEEP_DATASET, None)]
-    cells += [("linear", SWEEP_DATASET, b) for b in BETAS]
+    raw = params_dict(alpha)
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     written: dict[str, dict[str, Any]] = {}
-    for i, (model, dataset, beta) in enumerate(cells):
-        run = run_of(model, dataset, beta)
-        folder = root / "runs" / run
-        metrics = _metrics(run, model, dataset, i, beta)
-        records = _records(run, metrics) + list((extra_records or {}).get(run, []))
-        train = {"run": run, "model": model, "dataset": dataset, "epochs": 3, "steps": 60,
-                 "train_seconds": metrics["train_seconds"], "backend": "eager",
-                 "history": _history(i),
-                 "train_config": {**(params_dict(alpha)["train"][model] if beta is None else
-                                     params_dict(alpha)["sweep"]["train"]),
-                                  **({} if beta is None else {"beta": beta})},
-                 "mlflow_run_id": None}
-        (folder / "eval").mkdir(parents=True, exist_ok=True)
-        (folder / "train").mkdir(parents=True, exist_ok=True)
-        (folder / "eval" / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        (folder / "eval" / "checks.json").write_text(json.dumps(records, indent=2))
-        (folder / "train" / "train.json").write_text(json.dumps(train, indent=2))
-        if dataset == DATASET:
+    rng = np.random.default_rng(0)
+    for i, c in enumerate(cells(parse_params(raw))):
+        folder = root / "runs" / c.run
+        metrics, points = _metrics(c, i, rng)
+        records = _records(metrics) + list((extra_records or {}).get(c.run, []))
+        block = raw["sweep"]["train"] if c.group == "sweep" else raw["train"][c.model]
+        train = {"run": c.run, "model": c.model, "dataset": c.dataset, "epochs": 3, "steps": 60,
+                 "train_seconds": metrics.train_seconds, "stage_seconds": 8.0,
+                 "history": _history(i), "train_config": {**block, **(
+                     {} if c.beta is None else {"beta": c.beta})}}
+        for sub in ("eval", "train"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        (folder / "eval" / "metrics.json").write_text(json.dumps(metrics.model_dump(mode="json")))
+        (folder / "eval" / "checks.json").write_text(json.dumps(records))
+        (folder / "eval" / "points.npz").write_bytes(npz_bytes(points))
+        (folder / "eval" / "timing.json").write_text(json.dumps({"stage_seconds": 3.0}))
+        (folder / "train" / "train.json").write_text(json.dumps(train))
+        if c.dataset == DATASET:
             for j, name in enumerate(PICTURES):
                 _png(folder / "figures" / f"{name}.png", 10 * i + j)
-        written[run] = {"metrics": metrics, "records": records, "train": train, "beta": beta}
+        written[c.run] = {"metrics": metrics, "points": points, "records": records,
+                          "train": train, "cell": c}
     return written

@@ -43,7 +43,8 @@ def with_change(path: str, value, delete: bool = False) -> dict:
 def test_default_params_and_presets_validate():
     params = load_params(ROOT / "params.yaml")
     assert params.study.models == ["vae", "beta_vae", "cvae", "iwae", "betatc"]
-    assert params.study.linear_datasets == ["linear-gaussian", "fashion-mnist"]
+    assert [(c.dataset, c.latent_dim) for c in params.study.linear] == [
+        ("linear-gaussian", 4), ("fashion-mnist", 4), ("fashion-mnist", 20)]
     assert len(params.study.seeds) >= 3
     for preset in (ROOT / "presets").glob("*.yaml"):
         load_params(preset)
@@ -116,8 +117,10 @@ def test_defaults_are_named():
     params = parse_params(DEFAULT)
     spec = run_spec(params, Cell("vae", "digits", 0))
     assert spec.defaults == {"likelihood": "auto", "lr_schedule": "constant"}
-    spec = run_spec(params, Cell("linear", "linear-gaussian", 0, "linear"))
+    spec = run_spec(params, Cell("linear", "fashion-mnist", 0, "linear", latent_dim=20))
     assert spec.defaults["beta"] == 1.0 and "lr" not in spec.defaults
+    assert spec.train.latent_dim == 20 and "latent_dim" not in spec.defaults
+    assert spec.run_id == "linear-fashion-mnist-z20/seed0"
 
 
 def test_cells_runs_and_find_cell():
@@ -125,7 +128,7 @@ def test_cells_runs_and_find_cell():
     declared = cells(params)
     seeds = params.study.seeds
     n_grid = len(params.study.models) * len(params.study.datasets)
-    assert len(declared) == len(seeds) * (n_grid + len(params.study.linear_datasets)
+    assert len(declared) == len(seeds) * (n_grid + len(params.study.linear)
                                           + len(params.sweep.betas))
     assert declared[0].run == "vae-digits/seed0" and declared[1].run == "vae-digits/seed1"
     assert len({c.run for c in declared}) == len(declared)

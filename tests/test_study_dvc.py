@@ -58,7 +58,8 @@ def test_stage_commands_find_their_cells(tmp_path):
             continue
         seed = int(words[words.index("--seed") + 1])
         beta = words[words.index("--beta") + 1] if "--beta" in words else None
-        cell = find_cell(params, words[3], words[4], seed, beta)
+        latent = int(words[words.index("--latent-dim") + 1]) if "--latent-dim" in words else None
+        cell = find_cell(params, words[3], words[4], seed, beta, latent)
         folder = f"runs/{cell.run}/" + ("train" if words[2].endswith("train") else "eval")
         assert folder in {str(o.def_path) for o in stage.outs}, stage.addressing
 

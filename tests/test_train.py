@@ -84,7 +84,8 @@ def test_crash_then_resume_matches_uninterrupted(digits, tmp_path, gemm):
     tracker = NullTracker()
     train(spec, digits, tmp_path / "other", tracker, "other code", progress=False)
     assert [s for s, _ in tracker.metrics] == [1, 2, 3, 4]
-    model, state = load_trained(spec, digits, tmp_path / "other")
+    model, state, midpoint = load_trained(spec, digits, tmp_path / "other")
+    assert midpoint is not None  # the model half-way through training
     assert state["epoch"] == 4
 
 

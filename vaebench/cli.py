@@ -41,9 +41,10 @@ def study(params_file: str = typer.Option("params.yaml", "--params")) -> None:
     for cell in cells(params):
         beta = None if cell.beta is None else str(cell.beta)
         train_stage.main(model=cell.model, dataset=cell.dataset, seed=cell.seed, beta=beta,
-                         params_file=params_file, track=True, progress=True)
+                         latent_dim=cell.latent_dim, params_file=params_file, track=True,
+                         progress=True)
         evaluate_stage.main(model=cell.model, dataset=cell.dataset, seed=cell.seed, beta=beta,
-                            params_file=params_file, track=True)
+                            latent_dim=cell.latent_dim, params_file=params_file, track=True)
     report(params_file=params_file)
 
 

@@ -71,12 +71,25 @@ def _distinct(values: list, what: str) -> list:
     return values
 
 
+class LinearCell(_Strict):
+    """One linear VAE cell of the study: a dataset and a latent size (``train.linear`` holds
+    the rest)."""
+
+    dataset: str
+    latent_dim: PositiveInt
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, v: str) -> str:
+        return _choice("dataset", v, DATASET_NAMES)
+
+
 class StudyConfig(_Strict):
     name: str = "default"
     seeds: list[NonNegativeInt] = Field(min_length=1)  # training seeds: a matrix axis of the runs
     models: list[str] = Field(min_length=1)
     datasets: list[str] = Field(min_length=1)
-    linear_datasets: list[str] = Field(default_factory=list)
+    linear: list[LinearCell] = Field(default_factory=list)
     backend: str = "auto"
     gemm: str = "auto"  # the GEMM library of the Linear layers (vaebench.nets.linear)
     device: Literal["cpu"] = "cpu"  # training runs on the CPU; the kernels also run on CUDA
@@ -92,10 +105,16 @@ class StudyConfig(_Strict):
     def _models(cls, v: list[str]) -> list[str]:
         return _distinct([_choice("model", m, MODEL_NAMES) for m in v], "model")
 
-    @field_validator("datasets", "linear_datasets")
+    @field_validator("datasets")
     @classmethod
     def _datasets(cls, v: list[str]) -> list[str]:
         return _distinct([_choice("dataset", d, DATASET_NAMES) for d in v], "dataset")
+
+    @field_validator("linear")
+    @classmethod
+    def _linear(cls, v: list[LinearCell]) -> list[LinearCell]:
+        _distinct([f"{c.dataset} z={c.latent_dim}" for c in v], "linear cell")
+        return v
 
     @field_validator("backend")
     @classmethod
@@ -214,12 +233,13 @@ def parse_params(raw: dict[str, Any]) -> Params:
         if name not in params.train:
             raise ConfigError(f"train.{name}: missing required key (model {name!r} is in the "
                               "study but has no train block)")
-    for name in [*params.study.datasets, *params.study.linear_datasets, params.sweep.dataset]:
+    linear = [c.dataset for c in params.study.linear]
+    for name in [*params.study.datasets, *linear, params.sweep.dataset]:
         if name not in params.data:
             raise ConfigError(f"data.{name}: missing required key (dataset {name!r} is in the "
                               "study but has no data block)")
-    if "linear" not in params.train and params.study.linear_datasets:
-        raise ConfigError("train.linear: missing required key (study.linear_datasets is set)")
+    if "linear" not in params.train and params.study.linear:
+        raise ConfigError("train.linear: missing required key (study.linear is set)")
     if "beta" in params.sweep.train:
         raise ConfigError("sweep.train.beta: unknown key (the sweep sets beta from sweep.betas)")
     for beta in params.sweep.betas:
@@ -270,10 +290,13 @@ class Cell:
     seed: int
     group: Literal["grid", "linear", "sweep"] = "grid"
     beta: int | float | None = None
+    latent_dim: int | None = None  # a linear cell's latent size (``study.linear``)
 
     @property
     def name(self) -> str:
-        return f"{self.model}-{self.dataset}" + ("" if self.beta is None else f"-beta{self.beta}")
+        return (f"{self.model}-{self.dataset}"
+                + ("" if self.latent_dim is None else f"-z{self.latent_dim}")
+                + ("" if self.beta is None else f"-beta{self.beta}"))
 
     @property
     def run(self) -> str:
@@ -291,7 +314,8 @@ def cells(params: Params) -> list[Cell]:
     seeds = params.study.seeds
     out = [Cell(m, d, s) for m in params.study.models for d in params.study.datasets
            for s in seeds]
-    out += [Cell("linear", d, s, "linear") for d in params.study.linear_datasets for s in seeds]
+    out += [Cell("linear", c.dataset, s, "linear", latent_dim=c.latent_dim)
+            for c in params.study.linear for s in seeds]
     sw = params.sweep
     out += [Cell(sw.model, sw.dataset, s, "sweep", b) for b in sw.betas for s in seeds]
     return out
@@ -347,16 +371,20 @@ def defaults_used(cls: type[BaseModel], block: dict[str, Any]) -> dict[str, Any]
 
 
 def find_cell(params: Params, model: str, dataset: str, seed: int,
-              beta: str | None = None) -> Cell:
+              beta: str | None = None, latent_dim: int | None = None) -> Cell:
     """The declared cell for command-line arguments, or a one-line error naming the choices."""
     _check_cli("model", model, MODEL_NAMES)
     _check_cli("dataset", dataset, DATASET_NAMES)
     declared = cells(params)
     for c in declared:
-        if (c.model, c.dataset, c.seed) == (model, dataset, seed) and (
-                (beta is None and c.beta is None)
-                or (beta is not None and c.beta is not None and str(c.beta) == beta)):
+        if ((c.model, c.dataset, c.seed, c.latent_dim) == (model, dataset, seed, latent_dim)
+                and ((beta is None and c.beta is None)
+                     or (beta is not None and c.beta is not None and str(c.beta) == beta))):
             return c
+    if latent_dim is not None or model == "linear" and beta is None:
+        raise ConfigError(f"--latent-dim: linear on {dataset} with latent size {latent_dim} is "
+                          "not in study.linear; valid choices: " + ", ".join(
+                              f"{c.dataset} {c.latent_dim}" for c in params.study.linear))
     if beta is not None:
         raise ConfigError(f"--beta: beta {beta} of {model} on {dataset} is not in the sweep; "
                           f"valid choices: {params.sweep.model} on {params.sweep.dataset} with "
@@ -375,6 +403,9 @@ def run_spec(params: Params, cell: Cell) -> RunSpec:
     cls = model_registry.config_class(cell.model)
     if cell.group == "sweep":
         block, where = {**params.sweep.train, "beta": cell.beta}, "sweep.train"
+    elif cell.group == "linear":
+        size = {} if cell.latent_dim is None else {"latent_dim": cell.latent_dim}
+        block, where = {**params.train["linear"], **size}, "train.linear"
     else:
         if cell.model not in params.train:
             raise ConfigError(f"train.{cell.model}: missing required key")

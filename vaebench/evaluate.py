@@ -1,12 +1,16 @@
-"""The evaluate stage's logic: test-set metrics, importance sampling, diagnostics, theory inputs.
+"""The evaluate stage's logic: test-set metrics, importance sampling, diagnostics, checks.
 
-Everything here computes; ``pipelines/evaluate.py`` writes. Conventions, stated with every
-number: nats per data point; the test set binarized once with a fixed seed (Bernoulli
-decoders) or dequantized once (Gaussian decoders); the NLL names its k and its points.
+Everything here computes; ``pipelines/evaluate.py`` writes. ``evaluate`` runs the named parts
+in order and returns a typed ``RunMetrics`` (``vaebench.results``), the check records, and the
+per-point values that paired comparisons need. Conventions, stated with every number: nats per
+data point; the test set binarized once with the dataset's fixed seed (Bernoulli decoders) or
+dequantized once (Gaussian decoders), the same for every run; the NLL names its k and points.
+Every run draws its evaluation noise from its own seed (``Cell.eval_seed``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,20 +21,52 @@ from torch import Tensor
 
 import kernels
 from vaebench import estimators
-from vaebench.inputs import fixed_inputs, preprocessing_name, seeded_generator
+from vaebench.inputs import fixed_inputs, preprocessing_name
 from vaebench.models import GaussianLatentModel
 from vaebench.objectives import log_importance_weights
+from vaebench.results import (
+    Disentanglement,
+    Estimate,
+    MutualInformation,
+    RunMetrics,
+    TCDecomposition,
+)
 from vaebench.theory import checks
 
-STREAM_ELBO, STREAM_ELBO_LARGE, STREAM_IW, STREAM_MI = 10, 11, 12, 13
+STREAM_ELBO, STREAM_ELBO_LARGE, STREAM_IW, STREAM_MI, STREAM_REFERENCE = 10, 11, 12, 13, 14
+
+
+@dataclass
+class Context:
+    """One run's evaluation inputs: the model, its test set preprocessed once, its seed."""
+
+    spec: Any
+    bundle: Any
+    model: GaussianLatentModel
+    x: Tensor
+    y: Tensor | None
+    seed: int
+
+    @property
+    def n(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def bs(self) -> int:
+        return self.spec.evaluate.batch_size
 
 
 @dataclass
 class Evaluation:
-    metrics: dict[str, Any]
+    metrics: RunMetrics
     records: list[dict[str, Any]]
+    points: dict[str, np.ndarray]   # per-point values on fixed test points (paired comparisons)
     arrays: dict[str, Any] = field(default_factory=dict)
     images: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _est(values: Tensor) -> Estimate:
+    return Estimate.of(*estimators.se_over_points(values))
 
 
 def _labels(y: np.ndarray | None, n: int | None = None) -> Tensor | None:
@@ -94,259 +130,193 @@ def importance_log_weights(model: GaussianLatentModel, x: Tensor, y: Tensor | No
     return torch.cat(rows, dim=0)
 
 
-def evaluate(spec, bundle, model: GaussianLatentModel, train_state: dict) -> Evaluation:
-    cfg = spec.evaluate
-    seed = spec.cell.eval_seed
-    bs = cfg.batch_size
-    run = spec.run_id
-    lik = model.likelihood
-    x = fixed_inputs(bundle, bundle.x_test, lik)
-    y = _labels(bundle.y_test) if model.n_classes else None
-    n, d = x.shape
-    metrics: dict[str, Any] = {
-        "run": run, "model": spec.model, "dataset": spec.dataset, "likelihood": lik,
-        "preprocessing": preprocessing_name(bundle.kind, lik),
-        "test_preprocessing": ("binarized once, fixed seed" if bundle.kind == "image"
-                               and lik == "bernoulli" else
-                               "dequantized once, fixed seed" if bundle.kind == "image"
-                               else "none"),
-        "backend": model.backend, "n_test": n, "dim": d, "latent_dim": model.latent_dim,
-        "epochs": int(train_state["epoch"]), "train_seconds": float(train_state["seconds"]),
-    }
-    records: list[dict[str, Any]] = []
-
-    # 1. ELBO, reconstruction and KL over the whole test set, S draws per point.
-    s = sample_terms(model, x, y, cfg.elbo_samples, seed, STREAM_ELBO, bs)
+# -- the parts -------------------------------------------------------------------------------
+def test_elbo(ctx: Context) -> dict[str, Any]:
+    """ELBO, reconstruction and KL over the whole test set with S draws per point."""
+    cfg = ctx.spec.evaluate
+    s = sample_terms(ctx.model, ctx.x, ctx.y, cfg.elbo_samples, ctx.seed, STREAM_ELBO, ctx.bs)
     elbo_s = s["log_px_z"] - s["kl"]
-    for name, per_point in (("elbo", elbo_s.mean(0)), ("recon", s["log_px_z"].mean(0)),
-                            ("kl", s["kl"])):
-        mean, se = estimators.se_over_points(per_point)
-        metrics[name], metrics[f"{name}_se"] = float(mean), float(se)
-    metrics["elbo_mc_se"] = float(estimators.mc_mean_se(elbo_s)[1])
-    metrics["elbo_samples"] = cfg.elbo_samples
-    mu, logvar = encode_all(model, x, y, bs)
-    records.append(checks.kl_check(run, mu, logvar, s["log_qz"] - s["log_pz"]))
+    return {"samples": s, "elbo_s": elbo_s, "elbo": _est(elbo_s.mean(0)),
+            "recon": _est(s["log_px_z"].mean(0)), "kl": _est(s["kl"]),
+            "elbo_mc_se": estimators.mc_mean_se(elbo_s)[1], "elbo_points": elbo_s.mean(0)}
 
-    # 6. The S-sample ELBO against an independent larger-S estimate, and SE ~ 1/sqrt(S).
-    m = min(cfg.elbo_points, n)
-    yl = None if y is None else y[:m]
-    large = sample_terms(model, x[:m], yl, cfg.elbo_samples_large, seed, STREAM_ELBO_LARGE, bs)
-    records += checks.empirical_elbo_checks(run, elbo_s[:, :m], large["log_px_z"] - large["kl"])
 
-    # 2. Latent diagnostics: KL per dimension, active units, I_q(x; z), TC decomposition.
-    metrics["kl_per_dim"] = estimators.kl_per_dim(mu, logvar).tolist()
+def latent_diagnostics(ctx: Context, mu: Tensor, logvar: Tensor) -> dict[str, Any]:
+    """KL per dimension, active units, I_q(x; z) bracketed, and the TC decomposition on the
+    first ``mi_points`` test points (their cost grows as N^2)."""
+    cfg = ctx.spec.evaluate
     au, cov = estimators.active_units(mu, cfg.active_threshold)
-    metrics["active_units"] = int(au)
-    metrics["au_cov"] = cov.tolist()
-    # Estimators whose cost grows as N^2 use the first mi_points test points.
-    nm = min(cfg.mi_points, n)
+    nm = min(cfg.mi_points, ctx.n)
     mu_m, logvar_m = mu[:nm], logvar[:nm]
     z1, log_q1, log_p1 = kernels.reparameterize(
-        mu_m, logvar_m, 1, kernels.step_seed(seed, 0, STREAM_MI), with_log_probs=True,
-        backend=model.backend)
-    mi, mi_se = estimators.mutual_information(z1, mu_m, logvar_m, log_q1)
-    metrics["mi"], metrics["mi_se"] = float(mi), float(mi_se)
-    metrics["mi_max"] = math.log(nm)
-    metrics["mi_points"] = nm
-    mi_up, mi_up_se = estimators.mutual_information_upper(z1, mu_m, logvar_m, log_q1)
-    metrics["mi_upper"], metrics["mi_upper_se"] = float(mi_up), float(mi_up_se)
-    # The decomposition with the test set's own mixture as q(z) (no MWS offset); the
-    # beta-TCVAE's training-time MWS estimate on the same draws is reported beside it.
+        mu_m, logvar_m, 1, kernels.step_seed(ctx.seed, 0, STREAM_MI), with_log_probs=True,
+        backend=ctx.model.backend)
+    lower = Estimate.of(*estimators.mutual_information(z1, mu_m, logvar_m, log_q1))
+    upper = Estimate.of(*estimators.mutual_information_upper(z1, mu_m, logvar_m, log_q1))
+    cap = math.log(nm)
+    mi = MutualInformation(lower=lower, upper=upper, cap=cap, points=nm,
+                           saturated=lower.mean > cap - MutualInformation.SATURATION)
     tc = estimators.tc_terms_mixture(z1, mu_m, logvar_m, log_q1, log_p1)
-    for key, values in tc.items():
-        mean, se = estimators.se_over_points(values)
-        metrics[f"tc_{key}"], metrics[f"tc_{key}_se"] = float(mean), float(se)
-    if spec.model == "betatc":
-        mws = estimators.tc_terms(z1, mu_m, logvar_m, log_q1, log_p1, len(bundle.x_train),
-                                  batch_size=min(512, nm))
-        for key in ("mi", "tc", "dwkl"):
-            metrics[f"tc_mws_{key}"] = float(mws[key].mean())
-        records.append(checks.tc_decomposition_check(
-            run, tc["mi"] + tc["tc"] + tc["dwkl"], s["kl"][:nm]))
-    order = latent_order_from(mu, logvar)
-    arrays = {"latent_means": mu[:2000, order[:2]].numpy(),
-              "labels": None if bundle.y_test is None else np.asarray(bundle.y_test[:2000])}
+    mws = None
+    if ctx.spec.model == "betatc":  # the training estimator on the same draws, beside it
+        terms = estimators.tc_terms(z1, mu_m, logvar_m, log_q1, log_p1,
+                                    len(ctx.bundle.x_train), batch_size=min(512, nm))
+        mws = {key: float(terms[key].mean()) for key in ("mi", "tc", "dwkl")}
+    return {"kl_per_dim": estimators.kl_per_dim(mu, logvar).tolist(), "active_units": au,
+            "au_cov": cov.tolist(), "mi": mi, "nm": nm, "tc_terms": tc,
+            "draws": (z1, mu_m, logvar_m, log_q1, log_p1),
+            "tc": TCDecomposition(mi=_est(tc["mi"]), tc=_est(tc["tc"]), dwkl=_est(tc["dwkl"]),
+                                  mws=mws)}
 
-    # 3. Importance-sampled log-likelihood and the bound order L_1 <= L_5 <= ... <= L_K.
-    ni = min(cfg.iw_points, n)
-    yi = None if y is None else y[:ni]
-    log_w = importance_log_weights(model, x[:ni], yi, cfg.iw_k, seed, bs)
+
+def importance_sampling(ctx: Context) -> dict[str, Any]:
+    """-L_K on the first ``iw_points`` test points and L_k for every evaluated k (Burda et al.
+    2016, eq. 8) on common random numbers. A conditional model's bound is made unconditional,
+    log p(x) >= E log sum_c p(c) p^(x|c), with p(c) the training class frequencies and each
+    p(x|c) importance-sampled with K draws; -L_K(x|c) given the true label is kept beside it."""
+    cfg = ctx.spec.evaluate
+    ni = min(cfg.iw_points, ctx.n)
     ks = sorted({k for k in cfg.iw_ks if k <= cfg.iw_k} | {cfg.iw_k})
-    bounds = estimators.iw_bounds_crn(log_w, ks)
-    for k in ks:
-        mean, se = estimators.se_over_points(bounds[k])
-        metrics[f"L_{k}"], metrics[f"L_{k}_se"] = float(mean), float(se)
-    metrics["nll"] = -metrics[f"L_{cfg.iw_k}"]
-    metrics["nll_se"] = metrics[f"L_{cfg.iw_k}_se"]
-    metrics["nll_k"] = cfg.iw_k
-    metrics["nll_points"] = ni
-    if bundle.kind == "image":
-        correction = d * math.log(bundle.levels) if lik == "gaussian" else 0.0
-        metrics["nll_discrete"] = metrics["nll"] + correction
-        metrics["bits_per_dim"] = metrics["nll_discrete"] / (d * math.log(2))
-    log_px_exact = None
-    true_model = bundle.manifest.get("true_model")
-    if true_model is not None:  # data with a known density: its entropy and log-likelihood
-        metrics["data_entropy"] = -float(true_model["expected_log_likelihood"])
-        metrics["true_model_log_px"] = float(true_model["mean_test_log_likelihood"])
-    if spec.model == "linear":
-        lin = linear_theory(spec, bundle, model, x, elbo_s)
-        metrics.update(lin.metrics)
-        records += lin.records
-        log_px_exact = lin.log_px_test[:ni]
-    records += checks.bound_order_checks(run, log_w, ks, log_px_exact=log_px_exact)
-
-    # 4. Disentanglement on datasets with ground-truth factors.
-    if bundle.factors_train is not None:
-        metrics.update(disentanglement(spec, bundle, model, seed))
-
-    images = ({} if bundle.image_shape is None else
-              pictures(bundle, model, x, y, mu, seed, order, metrics.get("factor_dims")))
-    return Evaluation(metrics, records, arrays=arrays, images=images)
-
-
-@dataclass
-class LinearTheory:
-    metrics: dict[str, float]
-    records: list[dict[str, Any]]
-    log_px_test: Tensor
-
-
-def linear_theory(spec, bundle, model, x_test: Tensor, elbo_mc: Tensor) -> LinearTheory:
-    """Closed forms for the trained linear VAE (Lucas et al. 2019; Tipping & Bishop 1999)."""
-    from vaebench.theory import linear_vae, ppca
-
-    run = spec.run_id
-    p = model.parameters_float64()
-    xt = x_test.double()
-    log_px = ppca.ppca_log_likelihood(xt, p["W"], p["mu"], p["sigma2"])
-    elbo_an = linear_vae.linear_vae_elbo(xt, p["W"], p["mu"], p["sigma2"], p["V"], p["b"], p["D"])
-    elbo_test = elbo_an["elbo"]
-    kl_post = linear_vae.kl_to_posterior(xt, p["W"], p["mu"], p["sigma2"], p["V"], p["b"], p["D"])
-    records = [
-        checks.linear_elbo_check(run, elbo_mc.double(), elbo_test),
-        checks.decomposition_check(run, elbo_test, kl_post, log_px),
-    ]
-    x_train = fixed_inputs(bundle, bundle.x_train, "gaussian").double()
-    fit = ppca.ppca_ml(x_train, model.latent_dim)
-    elbo_train = linear_vae.linear_vae_elbo(x_train, p["W"], p["mu"], p["sigma2"], p["V"],
-                                            p["b"], p["D"])["elbo"].mean()
-    if model.beta == 1.0:  # the pPCA optimum is the optimum of the beta = 1 objective only
-        records += checks.linear_optimum_checks(
-            run, float(elbo_train), float(fit.max_loglik_per_point),
-            spec.theory.optimum_gap_tol_per_dim * x_train.shape[1],
-            p["W"], fit.eigvecs[:, : model.latent_dim], spec.theory.min_subspace_similarity)
-    metrics = {
-        "linear_elbo_analytic": float(elbo_test.mean()),
-        "linear_log_px_exact": float(log_px.mean()),
-        "linear_kl_to_posterior": float(kl_post.mean()),
-        "linear_elbo_train": float(elbo_train),
-        "ppca_ml_loglik_per_point": float(fit.max_loglik_per_point),
-        "ppca_ml_sigma2": float(fit.sigma2),
-        "linear_sigma2": float(p["sigma2"]),
-        "subspace_similarity": float(linear_vae.subspace_similarity(
-            p["W"], fit.eigvecs[:, : model.latent_dim])),
-    }
-    return LinearTheory(metrics, records, log_px)
-
-
-def correlation_ratio(codes: np.ndarray, factor: np.ndarray) -> np.ndarray:
-    """eta^2 of each code column given a discrete factor: Var(E[c | f]) / Var(c)."""
-    total = codes.var(0) + 1e-12
-    means = np.zeros_like(codes)
-    for v in np.unique(factor):
-        sel = factor == v
-        means[sel] = codes[sel].mean(0)
-    return means.var(0) / total
+    x = ctx.x[:ni]
+    out: dict[str, Any] = {"ks": ks, "ni": ni}
+    if ctx.model.n_classes:
+        classes = ctx.model.n_classes
+        counts = np.bincount(np.asarray(ctx.bundle.y_train), minlength=classes)
+        log_prior = torch.from_numpy(np.log(counts / counts.sum())).double()
+        per_class = []
+        for c in range(classes):
+            yc = torch.full((ni,), c, dtype=torch.long)
+            lw = importance_log_weights(ctx.model, x, yc, cfg.iw_k, ctx.seed + c, ctx.bs)
+            per_class.append(estimators.iw_bounds_crn(lw, ks))
+        bounds = {k: torch.logsumexp(torch.stack([pc[k] for pc in per_class]) +
+                                     log_prior[:, None], dim=0) for k in ks}
+        y_true = ctx.y[:ni]
+        given = torch.stack([pc[cfg.iw_k] for pc in per_class]).gather(0, y_true[None])[0]
+        out.update(log_w=None, nll_conditional=_est(-given), classes=classes)
+    else:
+        log_w = importance_log_weights(ctx.model, x, None, cfg.iw_k, ctx.seed, ctx.bs)
+        bounds = estimators.iw_bounds_crn(log_w, ks)
+        out.update(log_w=log_w, nll_conditional=None, classes=None)
+    out["bounds"] = {k: _est(v) for k, v in bounds.items()}
+    out["nll_points"] = -bounds[cfg.iw_k]
+    out["nll"] = _est(out["nll_points"])
+    return out
 
 
 @torch.no_grad()
-def disentanglement(spec, bundle, model, seed: int) -> dict[str, Any]:
-    """MIG, FactorVAE score, beta-VAE score and DCI of the encoder means on the training set."""
-    from vaebench import metrics as dm
+def disentanglement(ctx: Context) -> Disentanglement:
+    """Scores of the encoder means on the training images (``metrics.suite.score_codes``)."""
+    from vaebench.metrics.suite import score_codes
 
-    n = min(spec.evaluate.disentanglement_points, len(bundle.x_train))
+    bundle, model = ctx.bundle, ctx.model
+    n = min(ctx.spec.evaluate.disentanglement_points, len(bundle.x_train))
     x = fixed_inputs(bundle, bundle.x_train[:n], model.likelihood)
     y = _labels(bundle.y_train, n) if model.n_classes else None
-    codes = encode_all(model, x, y, spec.evaluate.batch_size)[0].numpy().astype(np.float64)
-    factors = np.asarray(bundle.factors_train[:n])
-    sampler = dm.FactorSampler(factors, tuple(bundle.factor_sizes))
-    rng = np.random.default_rng(seed)
-    cut = int(0.8 * n)
-    out: dict[str, Any] = {
-        "mig": float(dm.mig(codes, factors)["mig"]),
-        "mig_variant": "disentanglement_lib: encoder means in 20 equal-width bins, every factor",
-        "dci_regressor": "random forest, 10 trees, depth 10",
-        "factor_vae_score": float(dm.factor_vae_score(codes, sampler, rng)["factor_vae"]),
-        "beta_vae_score": float(dm.beta_vae_score(codes, sampler, rng)["beta_vae"]),
-    }
-    d = dm.dci(codes[:cut], factors[:cut], codes[cut:], factors[cut:], rng=seed)
-    out.update({"dci_disentanglement": float(d["disentanglement"]),
-                "dci_completeness": float(d["completeness"]),
-                "dci_informativeness": float(d["informativeness"])})
-    eta = np.stack([correlation_ratio(codes, factors[:, f]) for f in range(factors.shape[1])])
-    out["factor_dims"] = {name: int(eta[f].argmax())
-                          for f, name in enumerate(bundle.factor_names)}
-    return out
+    codes = encode_all(model, x, y, ctx.bs)[0].numpy().astype(np.float64)
+    scores = score_codes(codes, np.asarray(bundle.factors_train[:n]),
+                         tuple(bundle.factor_sizes), tuple(bundle.factor_names), ctx.seed)
+    label = bundle.manifest.get("labels", "")
+    conditioned = None
+    if model.n_classes:  # the label is one of the factors (shape on the dSprites-like set)
+        conditioned = next((f for f in bundle.factor_names if f in str(label)), "its label")
+    return Disentanglement(**scores, conditioned_on=conditioned)
 
 
-def _to_images(flat: Tensor, shape: tuple[int, int, int]) -> np.ndarray:
-    c, h, w = shape
-    img = flat.clamp(0, 1).reshape(-1, c, h, w).permute(0, 2, 3, 1).numpy()
-    return img[..., 0] if c == 1 else img
+def evaluate(spec, bundle, model: GaussianLatentModel, train_state: dict,
+             midpoint_model: GaussianLatentModel | None = None) -> Evaluation:
+    """Every part in order; the check records and per-point values beside the metrics.
+    ``midpoint_model`` is the model half-way through training (``train.MIDPOINT_FILE``)."""
+    from vaebench.evaluate_checks import (  # they build on this module's parts
+        aggregate_posterior_checks,
+        linear_theory,
+        reference_checks,
+    )
+    from vaebench.pictures import latent_order, pictures
+    from vaebench.theory import model_checks
+
+    lik = model.likelihood
+    x = fixed_inputs(bundle, bundle.x_test, lik)
+    ctx = Context(spec, bundle, model, x, _labels(bundle.y_test) if model.n_classes else None,
+                  spec.cell.eval_seed)
+    cfg, run, n, d = spec.evaluate, spec.run_id, ctx.n, x.shape[1]
+
+    digest = hashlib.sha256(x.numpy().tobytes()).hexdigest()
+    records = [model_checks.fixed_test_set_check(
+        run, digest, (bundle.manifest.get("test_digests") or {}).get(lik, "not recorded"))]
+    records += reference_checks(ctx)
+    fit = test_elbo(ctx)
+    mu, logvar = encode_all(model, x, ctx.y, ctx.bs)
+    records.append(checks.kl_check(run, mu, logvar, fit["samples"]["log_qz"]
+                                   - fit["samples"]["log_pz"]))
+    m = min(cfg.elbo_points, n)
+    large = sample_terms(model, x[:m], None if ctx.y is None else ctx.y[:m],
+                         cfg.elbo_samples_large, ctx.seed, STREAM_ELBO_LARGE, ctx.bs)
+    records += checks.empirical_elbo_checks(run, fit["elbo_s"][:, :m],
+                                            large["log_px_z"] - large["kl"])
+    lat = latent_diagnostics(ctx, mu, logvar)
+    if spec.model == "betatc":
+        tc = lat["tc_terms"]
+        records.append(checks.tc_decomposition_check(
+            run, tc["mi"] + tc["tc"] + tc["dwkl"], fit["samples"]["kl"][: lat["nm"]]))
+    iw = importance_sampling(ctx)
+    linear, log_px_exact, optimum = None, None, None
+    if spec.model == "linear":
+        linear, lin_records, log_px, optimum = linear_theory(ctx, fit["elbo_s"], midpoint_model)
+        records += lin_records
+        log_px_exact = log_px[: iw["ni"]]
+        records.append(model_checks.is_converges_check(run, -iw["nll_points"], log_px_exact,
+                                                       cfg.iw_k))
+    if iw["log_w"] is not None:
+        records += checks.bound_order_checks(run, iw["log_w"], iw["ks"],
+                                             log_px_exact=log_px_exact)
+    dis = disentanglement(ctx) if bundle.factors_train is not None else None
+    aggregate = None
+    if spec.model == "linear" and "W" in bundle.extra:  # Gaussian data of known covariance
+        aggregate, agg_records = aggregate_posterior_checks(ctx, lat)
+        records += agg_records
+    if optimum is not None:  # rate, distortion and collapse against the closed form
+        records += model_checks.beta_sweep_closed_form(
+            run, optimum, (fit["kl"].mean, fit["kl"].se),
+            (-fit["recon"].mean, fit["recon"].se), lat["active_units"])
+
+    nll = iw["nll"]
+    discrete = None  # the NLL of the 8-bit image: Gaussian decoders add D log 256
+    if bundle.kind == "image":
+        discrete = nll.mean + (d * math.log(bundle.levels) if lik == "gaussian" else 0.0)
+    true_model = bundle.manifest.get("true_model") or {}
+    metrics = RunMetrics(
+        run=run, cell=spec.cell.name, model=spec.model, dataset=spec.dataset, seed=spec.seed,
+        group=spec.cell.group, beta=None if spec.cell.beta is None else float(spec.cell.beta),
+        likelihood=lik, preprocessing=preprocessing_name(bundle.kind, lik),
+        test_preprocessing=("binarized once, fixed seed" if bundle.kind == "image"
+                            and lik == "bernoulli" else "dequantized once, fixed seed"
+                            if bundle.kind == "image" else "none"),
+        backend=model.backend, n_test=n, dim=d, latent_dim=model.latent_dim, test_digest=digest,
+        epochs=int(train_state["epoch"]), train_seconds=float(train_state["seconds"]),
+        elbo=fit["elbo"], recon=fit["recon"], kl=fit["kl"], elbo_mc_se=fit["elbo_mc_se"],
+        elbo_samples=cfg.elbo_samples, nll=nll, nll_k=cfg.iw_k, nll_points=iw["ni"],
+        bounds=iw["bounds"], nll_discrete=discrete,
+        bits_per_dim=None if discrete is None else discrete / (d * math.log(2)),
+        nll_conditional=iw["nll_conditional"], nll_classes=iw["classes"],
+        kl_per_dim=lat["kl_per_dim"], active_units=lat["active_units"], au_cov=lat["au_cov"],
+        mi=lat["mi"], tc=lat["tc"] if aggregate is None else lat["tc"].model_copy(update={
+            "exact": aggregate["exact"], "mws_batch": aggregate["mws_batch"],
+            "mws_bias_at_batch": aggregate["mws_bias_at_batch"]}),
+        data_entropy=(-float(true_model["expected_log_likelihood"])
+                      if "expected_log_likelihood" in true_model else None),
+        true_model_log_px=(float(true_model["mean_test_log_likelihood"])
+                           if "mean_test_log_likelihood" in true_model else None),
+        linear=linear, disentanglement=dis)
+    order = latent_order(mu, logvar)
+    points = {"nll": iw["nll_points"].numpy(), "elbo": fit["elbo_points"].numpy()}
+    arrays = {"latent_means": mu[:2000, order[:2]].numpy(),
+              "labels": None if bundle.y_test is None else np.asarray(bundle.y_test[:2000])}
+    images = ({} if bundle.image_shape is None else
+              pictures(tuple(bundle.image_shape), model, x, ctx.y, mu, ctx.seed, order,
+                       None if dis is None else dis.factor_dims))
+    return Evaluation(metrics, records, points, arrays, images)
 
 
-def grid(images: np.ndarray, ncols: int, pad: int = 1) -> np.ndarray:
-    """Tile (n, H, W[, C]) images into one array, row-major, with a white border."""
-    n, h, w = images.shape[:3]
-    rows = math.ceil(n / ncols)
-    shape = (rows * (h + pad) + pad, ncols * (w + pad) + pad, *images.shape[3:])
-    out = np.ones(shape, dtype=np.float32)
-    for i, im in enumerate(images):
-        r, c = divmod(i, ncols)
-        out[pad + r * (h + pad): pad + r * (h + pad) + h,
-            pad + c * (w + pad): pad + c * (w + pad) + w] = im
-    return out
-
-
-def traversal_rows(model, mu0: Tensor, y0: Tensor | None, dims: list[int],
-                   steps: Tensor) -> Tensor:
-    """Decoder means along each latent in ``dims`` from ``mu0`` (one row per latent)."""
-    rows = []
-    for j in dims:
-        zz = mu0.repeat(len(steps), 1)
-        zz[:, j] = steps
-        rows.append(model.mean_x(zz, None if y0 is None else y0.repeat(len(steps))))
-    return torch.cat(rows)
-
-
-@torch.no_grad()
-def pictures(bundle, model, x: Tensor, y: Tensor | None, mu: Tensor, seed: int,
-             order: list[int], factor_dims: dict[str, int] | None) -> dict[str, np.ndarray]:
-    """Samples from the prior, reconstructions and latent traversals, as image grids.
-
-    ``mu`` holds the encoder means of ``x``; ``order`` ranks the latents by KL; with
-    ground-truth factors, ``factor_dims`` names the latent most related to each factor.
-    """
-    shape = bundle.image_shape
-    gen = seeded_generator(seed + 3)
-    ys = None
-    if model.n_classes:
-        ys = torch.arange(64) % model.n_classes
-    z = torch.randn(64, model.latent_dim, generator=gen)
-    out = {"samples": grid(_to_images(model.mean_x(z, ys), shape), 8)}
-    yr = None if y is None else y[:16]
-    pairs = torch.stack([x[:16], model.mean_x(mu[:16], yr)], 1).reshape(-1, x.shape[1])
-    out["reconstructions"] = grid(_to_images(pairs, shape), 8)
-    steps = torch.linspace(-3, 3, 9)
-    y0 = None if y is None else y[:1]
-    rows = traversal_rows(model, mu[:1], y0, order[:8], steps)
-    out["traversals"] = grid(_to_images(rows, shape), len(steps))
-    if factor_dims is not None:  # one row per ground-truth factor
-        rows = traversal_rows(model, mu[:1], y0, list(factor_dims.values()), steps)
-        out["factor_traversals"] = grid(_to_images(rows, shape), len(steps))
-    return out
-
-
-def latent_order_from(mu: Tensor, logvar: Tensor) -> list[int]:
-    return [int(i) for i in estimators.kl_per_dim(mu, logvar).argsort(descending=True)]
+__all__ = ["Context", "Evaluation", "encode_all", "evaluate", "importance_log_weights",
+           "importance_sampling", "latent_diagnostics", "sample_terms",
+           "test_elbo"]

@@ -34,6 +34,15 @@ TRAIN_INPUT_STREAM = 2
 VAL_INPUT_STREAM = 3
 
 
+MIDPOINT_FILE = "midpoint.pt"  # the model half-way through training
+
+
+def midpoint_epoch(epochs: int) -> int:
+    """The epoch whose model is kept beside the final one, half-way through training: the
+    model checks measure from it how much the optimizer was still moving."""
+    return epochs // 2
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
@@ -148,6 +157,8 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
                 "scheduler": None if sched is None else sched.state_dict(),
                 "state": state.__dict__}
         atomic_write(ckpt_path, lambda p, c=ckpt: torch.save(c, p))
+        if state.epoch == midpoint_epoch(epochs):
+            atomic_write(out_dir / MIDPOINT_FILE, lambda p: torch.save(model.state_dict(), p))
         bar.set_postfix(val_elbo=f"{val['elbo']:.2f}")
         if on_epoch is not None:
             on_epoch(state)
@@ -166,12 +177,20 @@ def resumable_checkpoint(path: Path, fingerprint: str, epochs: int) -> dict | No
     return ckpt
 
 
-def load_trained(spec, bundle, out_dir: Path) -> tuple[GaussianLatentModel, dict]:
-    """The trained model from ``out_dir/checkpoint.pt`` (for the evaluate stage)."""
+def load_trained(spec, bundle, out_dir: Path
+                 ) -> tuple[GaussianLatentModel, dict, GaussianLatentModel | None]:
+    """The trained model from ``out_dir/checkpoint.pt``, its training state, and the model
+    half-way through training (``MIDPOINT_FILE``; None for a one-epoch run)."""
     ckpt = torch.load(out_dir / "checkpoint.pt", weights_only=False)
     torch.manual_seed(spec.seed)
     set_gemm(spec.study.gemm)
-    model = build_model(spec.model, spec.train, data_info(bundle), backend=spec.study.backend)
-    model.load_state_dict(ckpt["model"])
-    model.eval()
-    return model, ckpt["state"]
+
+    def build(state_dict) -> GaussianLatentModel:
+        model = build_model(spec.model, spec.train, data_info(bundle), backend=spec.study.backend)
+        model.load_state_dict(state_dict)
+        model.eval()
+        return model
+
+    mid = out_dir / MIDPOINT_FILE
+    mid_model = build(torch.load(mid, weights_only=True)) if mid.exists() else None
+    return build(ckpt["model"]), ckpt["state"], mid_model

@@ -38,7 +38,7 @@ from vaebench.data.configs import (
 )
 from vaebench.data.fetch import ChecksumError, DataUnavailableError, data_root, sha256_bytes
 from vaebench.data.idx import IdxFormatError
-from vaebench.data.preprocess import preprocessing_record
+from vaebench.data.preprocess import fixed_test_digests, preprocessing_record
 from vaebench.io import atomic_write_bytes
 
 __all__ = [
@@ -141,6 +141,7 @@ def prepare(name: str, cfg: BaseModel | Mapping | None, out_dir: Path) -> dict:
         "factor_values": built.factor_values,
         "source": built.source,
         "preprocessing": preprocessing_record(built.kind, built.levels, dim, cfg.seed),
+        "test_digests": fixed_test_digests(built.kind, built.levels, arrays["x_test"], cfg.seed),
         "arrays": {
             "file": ARRAYS_FILE,
             "sha256": sha256_bytes(blob),

@@ -230,3 +230,28 @@ def preprocessing_record(kind: str, levels: int | None, dim: int, seed: int) -> 
         },
         "binary_levels": levels == 2,
     }
+
+
+def fixed_test_digests(kind: str, levels: int | None, x_test, seed: int) -> dict[str, str]:
+    """SHA-256 of the test set as every evaluation must see it, per decoder: binarized once
+    (Bernoulli) or dequantized once (Gaussian) with the dataset's seed, float32 row-major.
+
+    The data stage records them in the manifest; the model check ``test_set_is_the_fixed_one``
+    compares each evaluation's own test inputs with them.
+    """
+    import hashlib
+
+    import numpy as np
+    import torch
+
+    def digest(t) -> str:
+        return hashlib.sha256(np.ascontiguousarray(np.asarray(t, dtype=np.float32)).tobytes()
+                              ).hexdigest()
+
+    xt = torch.from_numpy(np.ascontiguousarray(x_test))
+    if kind != "image":
+        return {"gaussian": digest(xt.float().numpy())}
+    gen = torch.Generator()
+    gen.manual_seed(int(seed))
+    return {"bernoulli": digest(fixed_binarize(xt, levels, seed).numpy()),
+            "gaussian": digest(dequantize(xt, levels, gen).numpy())}

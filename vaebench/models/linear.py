@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import NonNegativeFloat
+from pydantic import NonNegativeFloat, PositiveInt
 from torch import Tensor, nn
 
 from vaebench.models.base import DataInfo, GaussianLatentModel, TrainConfig
@@ -23,6 +23,7 @@ class LinearVAEConfig(TrainConfig):
     arch: Literal["linear"] = "linear"  # type: ignore[assignment]
     likelihood: Literal["gaussian"] = "gaussian"  # type: ignore[assignment]
     hidden: list[int] = []
+    latent_dim: PositiveInt = 4  # type: ignore[assignment]  # each linear cell sets its own
     beta: NonNegativeFloat = 1.0  # the KL weight; the beta sweep runs on this model
 
 

@@ -1,34 +1,18 @@
-"""Theory checks: records comparing an empirical number with theory, and their verdict.
+"""Estimator self-tests: identities and properties that hold for any model parameters.
 
-A builder returns raw records (no verdict) as ``RawRecord``s: JSON-ready dicts with the
-fields of ``CheckRecord`` (validated through it), so the evaluate stage can store them as
-they are.
-``finalize`` takes such dicts (or ``CheckRecord``s) and decides them all:
-
-- statistical kinds ("equal", "le", "ge" with a standard error): z = (empirical -
-  theoretical) / stderr, tested at the Bonferroni-corrected z* = Phi^-1(1 - alpha / (2 m))
-  over the m statistical records (reference sheet, Agreement tests). "equal" passes when
-  |emp - theo| <= z* se, "le" when emp <= theo + z* se, "ge" when emp >= theo - z* se. A
-  floating-point slack of ``FP_RTOL`` * max(1, |emp|, |theo|) is added to z* se so that an
-  exact identity with se = 0 is not failed by rounding.
-- deterministic "le"/"ge" (stderr None): the same inequalities with the record's own
-  absolute ``tolerance`` (floating point or a stated threshold) instead of z* se.
-- "exact": |emp - theo| <= tolerance (floating point, set by the builder).
-- "gap": an optimization tolerance, 0 <= theo - emp <= tolerance (the tolerance is a
-  parameter of the run, not a statistical quantity), with the same floating-point slack
-  below 0.
+They test the estimators and the random numbers (Monte Carlo against analytic KL, the 1/sqrt(S)
+scaling of the ELBO's error, L_1 <= L_5 <= ... <= L_K on common random numbers, the Alemi et
+al. bounds, the telescoping TC decomposition), not the trained models: a model check
+(``vaebench.theory.model_checks``) is what a wrong model, objective or estimator fails. Each
+builder returns raw records (``category="self-test"``) that ``records.finalize`` judges.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
 
-import numpy as np
 import torch
-from scipy.stats import norm
 from torch import Tensor
 
 from vaebench.estimators import (
@@ -39,140 +23,16 @@ from vaebench.estimators import (
     mc_mean_se,
     se_over_points,
 )
-from vaebench.theory.linear_vae import subspace_similarity
+from vaebench.theory.records import (  # noqa: F401  (re-exported for callers)
+    BUG_CLASSES,
+    CheckRecord,
+    RawRecord,
+    bonferroni_z,
+    finalize,
+    record,
+)
 
-KINDS = ("equal", "le", "ge", "exact", "gap")
-STATISTICAL_KINDS = ("equal", "le", "ge")
-FP_RTOL = 1e-9
-Record = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class CheckRecord:
-    """One comparison of an empirical number with theory; the verdict fields are None
-    until ``finalize`` fills ``tolerance`` (for statistical records), ``z`` and ``passed``."""
-
-    name: str
-    run: str
-    kind: str
-    empirical: float
-    theoretical: float
-    stderr: float | None = None
-    tolerance: float | None = None
-    z: float | None = None
-    passed: bool | None = None
-    detail: str = ""
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
-        if self.stderr is not None and self.stderr < 0.0:
-            raise ValueError(f"stderr must be >= 0, NaN (undetermined: the check fails) or "
-                             f"None; got {self.stderr!r}")
-        needs_tol = self.kind in ("exact", "gap") or self.stderr is None
-        if needs_tol and self.tolerance is None:
-            raise ValueError(f"check {self.name!r} of kind {self.kind!r} without a stderr needs "
-                             "a tolerance")
-        if self.kind in ("exact", "gap") and self.stderr is not None:
-            raise ValueError(f"check {self.name!r}: kind {self.kind!r} is not statistical; "
-                             "give a tolerance, not a stderr")
-
-    @property
-    def statistical(self) -> bool:
-        """True for z-tested records: kind equal/le/ge with a standard error."""
-        return self.kind in STATISTICAL_KINDS and self.stderr is not None
-
-    def to_dict(self) -> Record:
-        return asdict(self)
-
-    @classmethod
-    def from_any(cls, record: CheckRecord | Record) -> CheckRecord:
-        """A record from a ``CheckRecord`` or a dict with its fields."""
-        if isinstance(record, cls):
-            return record
-        if not isinstance(record, dict):
-            raise TypeError(f"a check record must be a CheckRecord or dict; got "
-                            f"{type(record).__name__}")
-        unknown = set(record) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"check record has unknown fields {sorted(unknown)}; valid fields: "
-                             f"{', '.join(f.name for f in fields(cls))}")
-        return cls(**record)
-
-
-class RawRecord(dict):
-    """A builder's record: a JSON-ready dict with the fields of ``CheckRecord`` (verdict
-    fields None). ``to_dict()`` returns a plain dict copy, as ``CheckRecord.to_dict`` does."""
-
-    def to_dict(self) -> Record:
-        return dict(self)
-
-
-def _record(**kwargs: Any) -> RawRecord:
-    """A validated raw record (no verdict yet)."""
-    return RawRecord(CheckRecord(**kwargs).to_dict())
-
-
-def bonferroni_z(alpha: float, m: int) -> float:
-    """Two-sided Bonferroni critical value z* = Phi^-1(1 - alpha / (2 m)).
-
-    (Reference sheet, Agreement tests.) alpha = 0.01, m = 100 gives about 3.89.
-    """
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1); got {alpha!r}")
-    if isinstance(m, bool) or not isinstance(m, int | np.integer) or m < 1:
-        raise ValueError(f"m must be an integer >= 1; got {m!r}")
-    return float(norm.isf(alpha / (2.0 * int(m))))
-
-
-def _fp_slack(emp: float, theo: float) -> float:
-    return FP_RTOL * max(1.0, abs(emp), abs(theo))
-
-
-def finalize(records: Sequence[CheckRecord | Record], alpha: float = 0.01,
-             m: int | None = None) -> list[CheckRecord]:
-    """Verdicts for all records, Bonferroni-corrected over the m statistical ones.
-
-    m defaults to the number of statistical records in ``records`` (pass a larger m when
-    the same family is split over several calls). Returns new records with ``tolerance``
-    (z* se + floating-point slack for statistical records), ``z`` and ``passed``.
-    A NaN empirical, theoretical or stderr value fails. Records may be ``CheckRecord``s or
-    dicts with its fields (as the builders return them).
-    """
-    records = [CheckRecord.from_any(r) for r in records]
-    n_stat = sum(r.statistical for r in records)
-    m_eff = n_stat if m is None else m
-    z_star = bonferroni_z(alpha, max(1, m_eff))
-    out = []
-    for r in records:
-        emp, theo = float(r.empirical), float(r.theoretical)
-        diff = emp - theo
-        z: float | None = None
-        detail = r.detail.split(" [z* = ")[0]  # finalizing twice does not repeat the note
-        if r.statistical:
-            se = float(r.stderr)  # type: ignore[arg-type]
-            tol = z_star * se + _fp_slack(emp, theo)
-            if se > 0.0 or math.isnan(se):
-                z = diff / se if se > 0.0 else math.nan
-            else:
-                z = 0.0 if diff == 0.0 else math.copysign(math.inf, diff)
-            detail = (f"{detail} [z* = {z_star:.3f}: Bonferroni over m = {max(1, m_eff)} "
-                      f"statistical checks at alpha = {alpha}]")
-        else:
-            tol = float(r.tolerance)  # type: ignore[arg-type]
-        if r.kind == "equal" or r.kind == "exact":
-            passed = abs(diff) <= tol
-        elif r.kind == "le":
-            passed = diff <= tol
-        elif r.kind == "ge":
-            passed = diff >= -tol
-        else:  # gap
-            passed = -_fp_slack(emp, theo) <= -diff <= tol
-        if math.isnan(diff) or math.isnan(tol):
-            passed = False
-        out.append(replace(r, tolerance=tol, z=z, passed=bool(passed), detail=detail))
-    return out
-
+_record = record
 
 def _mean_se_pair(name: str, value: object) -> tuple[float, float]:
     try:
@@ -208,73 +68,6 @@ def kl_check(run: str, mu: Tensor, logvar: Tensor, kl_mc: Tensor) -> RawRecord:
                 "variance sum_j [mu_j^2 sigma_j^2 + (sigma_j^2 - 1)^2 / 2], since only eps is "
                 "random."),
     )
-
-
-# 2 -----------------------------------------------------------------------------------------
-def linear_elbo_check(run: str, elbo_mc: Tensor, elbo_analytic: Tensor) -> RawRecord:
-    """Monte Carlo ELBO (S, N) of the linear VAE vs its closed form (N,) (Lucas et al. 2019).
-
-    SE from ``mc_mean_se``: the dataset is fixed and only eps is random.
-    """
-    e = as_float64("elbo_mc", elbo_mc, 2)
-    a = as_float64("elbo_analytic", elbo_analytic, 1)
-    if e.shape[1] != a.shape[0]:
-        raise ValueError(f"elbo_mc must have shape (S, {a.shape[0]}) to match elbo_analytic; "
-                         f"got {tuple(e.shape)}")
-    mean, se = mc_mean_se(e)
-    return _record(
-        name="linear_elbo_mc_vs_analytic", run=run, kind="equal", empirical=mean,
-        theoretical=float(a.mean()), stderr=se,
-        detail=(f"Dataset mean of the S={e.shape[0]}-draw MC ELBO vs the closed-form linear-VAE "
-                "ELBO (Lucas et al. 2019); stderr^2 = sum_x s_x^2 / (S N^2) with s_x^2 the "
-                "variance over draws, since x is fixed and only eps is random."),
-    )
-
-
-# 3 -----------------------------------------------------------------------------------------
-def linear_optimum_checks(run: str, elbo_analytic_mean: float, max_loglik_per_point: float,
-                          gap_tol: float, W: Tensor, top_eigvecs: Tensor,
-                          min_similarity: float, rtol: float = 1e-9) -> list[RawRecord]:
-    """The trained linear VAE against the pPCA optimum (Lucas et al. 2019; Tipping & Bishop).
-
-    Returns three records: ELBO <= L*/N ("le", deterministic: both are exact float64
-    computations on the same data, tolerance rtol * max(1, |L*/N|)); the optimization gap
-    L*/N - ELBO <= gap_tol ("gap", gap_tol from the run's params); and the similarity of
-    span(W) with the top-k eigenvectors >= min_similarity (deterministic "ge", a threshold
-    from params).
-    """
-    emp = float(elbo_analytic_mean)
-    theo = float(max_loglik_per_point)
-    if not gap_tol >= 0.0:
-        raise ValueError(f"gap_tol must be >= 0; got {gap_tol!r}")
-    if not 0.0 <= min_similarity <= 1.0:
-        raise ValueError(f"min_similarity must be in [0, 1]; got {min_similarity!r}")
-    sim = subspace_similarity(W, top_eigvecs)
-    return [
-        _record(
-            name="linear_elbo_le_max_loglik", run=run, kind="le", empirical=emp,
-            theoretical=theo, tolerance=rtol * max(1.0, abs(theo)),
-            detail=("Analytic ELBO per point of the trained linear VAE vs the pPCA maximum "
-                    "log-likelihood L*/N on the same data (ELBO <= log p(x) <= L*/N); both are "
-                    f"exact float64 computations, so the tolerance is floating point "
-                    f"(rtol {rtol:g})."),
-        ),
-        _record(
-            name="linear_elbo_gap_to_optimum", run=run, kind="gap", empirical=emp,
-            theoretical=theo, tolerance=float(gap_tol),
-            detail=("Optimization gap L*/N - ELBO of the trained linear VAE must lie in "
-                    f"[0, {gap_tol:g}] nats per point; gap_tol is an optimization tolerance "
-                    "from params (theory.optimum_gap_tol_per_dim times the data dimension), "
-                    "not a statistical one."),
-        ),
-        _record(
-            name="decoder_subspace_similarity", run=run, kind="ge", empirical=sim,
-            theoretical=float(min_similarity), tolerance=0.0,
-            detail=("Mean squared cosine of the principal angles between span(W) and the top-k "
-                    "eigenvectors of the data covariance (at the optimum they coincide, Tipping "
-                    "& Bishop 1999); min_similarity is a threshold from params."),
-        ),
-    ]
 
 
 # 4 -----------------------------------------------------------------------------------------
@@ -343,16 +136,6 @@ def bound_order_checks(run: str, log_w: Tensor, ks: Sequence[int] = (1, 5, 50, 5
                     ">= 0 (Burda et al. 2016, Thm 1; equivalently the gap to log p(x) shrinks); "
                     "stderr is the spread of the difference across points / sqrt(N), one draw "
                     "per point, which is conservative for fixed x." + gap_note),
-        ))
-    if lp is not None:
-        l_big = iw_bounds_crn(lw, [big_k])[big_k]
-        _, se = se_over_points(l_big - lp)
-        records.append(_record(
-            name=f"iw_bound_k{big_k}_le_log_px", run=run, kind="le", empirical=float(l_big.mean()),
-            theoretical=float(lp.mean()), stderr=se,
-            detail=(f"Mean L_{big_k} vs mean exact log p(x) (Burda et al. 2016, Thm 1: "
-                    "L_k <= log p(x)); stderr is the spread of L_K - log p(x) across points / "
-                    "sqrt(N), one draw per point."),
         ))
     return records
 

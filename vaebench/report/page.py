@@ -1,0 +1,151 @@
+"""The report page: ``templates/index.html.j2`` with ``templates/style.css``, filled from a
+``Report``. Rendering only; every number comes from the tables and the report's data."""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vaebench.report import tables
+from vaebench.report.build import Report, conventions
+from vaebench.report.figures import CAPTIONS
+from vaebench.theory.records import BUG_CLASSES
+
+PICTURE_CAPTIONS = {
+    "samples": "decoder means of 64 draws from the prior",
+    "reconstructions": "test images (odd columns) and the decoder mean at their encoder mean",
+    "traversals": "one latent at a time from −3 to 3, by decreasing KL",
+    "factor_traversals": "one row per ground-truth factor, along its most related latent",
+    "latents": "test-set encoder means along the two latents with the most KL",
+}
+FIGURE_ORDER = ("training_curves", "rate_distortion", "beta_sweep", "kl_per_dim")
+
+
+@cache
+def published() -> dict[str, Any]:
+    """The published numbers (``published.yaml``), as data."""
+    return yaml.safe_load(resources.files("vaebench.report").joinpath("published.yaml").read_text())
+
+
+def _template(name: str) -> str:
+    return resources.files("vaebench.report").joinpath("templates", name).read_text()
+
+
+def interval_verdict(ours: float, ours_se: float, pub: float, pub_se: float) -> str:
+    """'within', 'above' or 'below' from the 95% interval of ours - published."""
+    se = math.hypot(ours_se, pub_se)
+    if not math.isfinite(se) or not math.isfinite(ours):
+        return "no verdict"
+    lo, hi = ours - pub - 1.96 * se, ours - pub + 1.96 * se
+    return "within" if lo <= 0 <= hi else ("above" if lo > 0 else "below")
+
+
+def published_table(report: Report) -> tables.Table:
+    pub = published()["exemplar_vae_fashion_mnist"]
+    cols = ["quantity", "published", "ours", "ours − published", "verdict", "protocol differences"]
+    row = report.cells[report.cells["cell"] == "vae-fashion-mnist"]
+    rows = []
+    vae = pub["rows"][0]
+    if row.empty:
+        rows.append([f"{vae['model']}: test NLL, Fashion-MNIST", f"{vae['nll']:.2f} ± "
+                     f"{vae['se']:.2f}", "not in this study", "—", "—", pub["source"]])
+        return tables.Table(cols, rows)
+    r = row.iloc[0]
+    n = int(r["n_seeds"])
+    se = r["nll_ci95"] / 1.96 if n > 1 else r["nll_se_run"]  # over seeds where there are several
+    runs = [x for x in report.runs if x.cell.name == "vae-fashion-mnist"]
+    m = runs[0].metrics
+    cfg = runs[0].train.get("train_config", {})
+    ours_protocol = (f"ours: {cfg.get('arch')} {cfg.get('hidden')}, z = {m.latent_dim}, "
+                     f"{m.epochs} epochs, NLL with k = {m.nll_k} on {m.nll_points} of "
+                     f"{m.n_test} test points, {n} seed(s); published: {pub['protocol']}")
+    rows.append([f"{vae['model']}: test NLL, Fashion-MNIST (nats)",
+                 f"{vae['nll']:.2f} ± {vae['se']:.2f}", tables.pm(r["nll"], r["nll_ci95"]),
+                 tables.fmt(r["nll"] - vae["nll"]),
+                 interval_verdict(r["nll"], se, vae["nll"], vae["se"]), ours_protocol])
+    return tables.Table(cols, rows)
+
+
+def burda_table() -> tables.Table:
+    b = published()["burda_2016_table1"]
+    rows = [[row["model"], str(row["layers"]), str(row["k"]), f"{row['nll']:.2f}",
+             str(row.get("active_units", "—"))] for row in b["rows"]]
+    return tables.Table(["model", "stochastic layers", "training k", "NLL (−L_5000), MNIST",
+                         "active units"], rows)
+
+
+def render(report: Report, figures: dict[str, str], pictures: dict[str, list[str]],
+           planted: dict | None, machine: dict[str, str], wall: dict[str, str]) -> str:
+    """The page. ``figures`` maps figure key -> path and ``pictures`` maps run -> paths, both
+    relative to the page; only these are referenced."""
+    import jinja2
+
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    runs = report.runs
+    model, selftest = report.family("model"), report.family("self-test")
+
+    def fam(checks) -> dict[str, Any]:
+        failed = [c for c in checks if not c.passed]
+        return {"total": len(checks), "passed": len(checks) - len(failed), "failed": len(failed),
+                "m": sum(c.statistical for c in checks),
+                "failed_names": ", ".join(f"{c.name} [{c.run}]" for c in failed)}
+
+    protocol = {}
+    for r in runs:
+        m = r.metrics
+        protocol.setdefault(r.cell.name, f"k = {m.nll_k}, {m.nll_points} points"
+                            + (f", unconditional over {m.nll_classes} classes"
+                               if m.nll_classes else ""))
+    variants = sorted({r.metrics.disentanglement.mig_variant for r in runs
+                       if r.metrics.disentanglement})
+    figs = [{"src": figures[k], "alt": k.replace("_", " "), "caption": CAPTIONS[k]}
+            for k in FIGURE_ORDER if k in figures]
+    pics = [(run, [{"src": p, "alt": f"{run} {Path(p).stem}",
+                    "caption": PICTURE_CAPTIONS.get(Path(p).stem, Path(p).stem)} for p in paths])
+            for run, paths in pictures.items() if paths]
+    b = published()["burda_2016_table1"]
+    n_comp = len(report.comparisons)
+    return env.from_string(_template("index.html.j2")).render(
+        css=_template("style.css"), study=report.params.study.name, n_runs=len(runs),
+        n_cells=len(report.cells), seeds=report.params.study.seeds, model=fam(model),
+        selftest=fam(selftest), alpha=f"{report.params.theory.alpha:g}", made=report.made,
+        machine=machine, wall=wall, conventions=conventions(report),
+        summary=tables.summary_table(report.cells, protocol),
+        comparisons_note=(
+            f"{n_comp} paired comparisons, each model against the VAE on the same test points "
+            "and seeds: the mean per-point difference A − B, its 95% interval (seed and "
+            "test-point errors combined, Student t over seeds), and a verdict "
+            "only where Holm's correction over all comparisons at α = 0.05 keeps it (Holm 1979). "
+            "“no detectable difference” is not evidence of equality."),
+        comparisons=tables.comparisons_table(report.comparisons),
+        model_note=(
+            "A model check compares what the code reports for a trained model with an "
+            "independent reference — a closed form in float64, a quantity of the data alone, or "
+            "the objective written a second time — and fails on a wrong model, objective or "
+            "estimator. One-sided claims get one-sided tests; Holm's correction runs over the "
+            "statistical model checks only; deterministic ones use their stated tolerance. "
+            "‘catches’ names the classes of bug each can find (checked by planting them: "
+            "tests/planted_bugs)."),
+        model_summary=tables.check_summary(model), model_details=tables.check_details(model),
+        planted=tables.planted_bugs_table(planted),
+        planted_note=("Each bug was planted alone in a scratch copy of the code and the checks "
+                      f"run on it ({len(BUG_CLASSES)} classes); from reports/planted_bugs.json."),
+        selftest_note=(
+            "Identities of the estimators and the random numbers that hold for any parameters: "
+            "Monte Carlo against analytic KL, the ELBO's 1/√S error, L_1 ≤ L_5 ≤ … on common "
+            "random numbers, the Alemi bounds, the telescoping TC sum. They catch some code "
+            "bugs but are not evidence about the models, so the headline leaves them out. "
+            + report.sweep_note),
+        selftest_summary=tables.check_summary(selftest),
+        selftest_details=tables.check_details(selftest), figures=figs,
+        collapse=tables.collapse_table(report.cells, runs),
+        disentanglement=tables.disentanglement_table(report.cells, runs),
+        mig_variant="; ".join(variants) or "not stated", linear=tables.linear_table(runs),
+        published=published_table(report), burda_source=b["source"],
+        burda_protocol=b["protocol"], burda=burda_table(), runs=tables.runs_table(runs),
+        pictures=pics)

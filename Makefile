@@ -9,7 +9,7 @@ export TORCHINDUCTOR_CACHE_DIR ?= $(abspath .cache/inductor)
 # multi-GB CUDA build. Override with `make TORCH_SPEC='torch>=2.4' ...` elsewhere.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup study test ui bench-kernels bench-train gpu-check lint
+.PHONY: setup study test ui verify planted-bugs bench-kernels bench-train gpu-check lint
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,14 @@ test: setup
 
 ui: setup
 	mlflow ui --backend-store-uri sqlite:///$(abspath mlflow.db) --host 127.0.0.1 --port 5000 --workers 1
+
+# Rerun a quick subset of the committed study and compare every metric within its errors.
+verify: setup
+	$(VENV)/bin/vaebench verify
+
+# Plant each class of bug in a scratch copy and record which model check catches it.
+planted-bugs: setup
+	$(PY) tests/planted_bugs/harness.py --write reports/planted_bugs.json
 
 bench-kernels: setup
 	$(PY) -m pytest kernels/bench -q --benchmark-only

@@ -134,9 +134,9 @@ def test_cells_runs_and_find_cell():
     assert len({c.run for c in declared}) == len(declared)
     assert len({c.eval_seed for c in declared}) == len(declared)  # independent evaluation noise
     sweep = [c for c in declared if c.group == "sweep"]
-    assert sweep[0].name == "linear-linear-gaussian-beta0.5"
-    spec = run_spec(params, find_cell(params, "linear", "linear-gaussian", 2, "0.5"))
-    assert spec.run_id == "linear-linear-gaussian-beta0.5/seed2" and spec.train.beta == 0.5
+    assert sweep[0].name == "linear-linear-gaussian-beta1.0"
+    spec = run_spec(params, find_cell(params, "linear", "linear-gaussian", 2, "4.0"))
+    assert spec.run_id == "linear-linear-gaussian-beta4.0/seed2" and spec.train.beta == 4.0
     assert spec.train.lr == params.sweep.train["lr"]
     with pytest.raises(ConfigError, match="model: unknown model 'gan'; valid choices: vae"):
         find_cell(params, "gan", "digits", 0)
@@ -144,7 +144,7 @@ def test_cells_runs_and_find_cell():
                                           r"0, 1, 2"):
         find_cell(params, "vae", "digits", 7)
     with pytest.raises(ConfigError, match=r"--beta: beta 3.0 .* valid choices: linear on "
-                                          r"linear-gaussian with beta 0.5, 1.0"):
+                                          r"linear-gaussian with beta 1.0, 4.0"):
         find_cell(params, "linear", "linear-gaussian", 0, "3.0")
     with pytest.raises(ConfigError, match="run: vae on linear-gaussian is not in the study"):
         find_cell(params, "vae", "linear-gaussian", 0)

@@ -157,6 +157,14 @@ def test_force_retrains_and_gives_the_same_metrics_bit_for_bit(study):
         k: v for k, v in before.items() if k not in timing}
 
 
+def test_verify_reruns_a_subset_bit_for_bit(study):
+    work, env, _ = study
+    out = run([sys.executable, "-m", "vaebench.cli", "verify", "--cells",
+               "vae-digits,linear-linear-gaussian-z4"], work, env)
+    assert "bitwise identical" in out.stdout, out.stdout[-2000:]
+    assert "MISMATCH" not in out.stdout
+
+
 def test_metrics_diff_and_params_rerun_only_their_stages(study):
     work, env, _ = study
     run(["git", "add", "-A"], work, env)

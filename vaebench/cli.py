@@ -48,5 +48,35 @@ def study(params_file: str = typer.Option("params.yaml", "--params")) -> None:
     report(params_file=params_file)
 
 
+@app.command("verify", help="Rerun chosen runs of the committed study and compare every metric "
+                             "with reports/runs.csv within its errors.")
+def verify(cells: str = typer.Option(",".join(("vae-digits", "linear-linear-gaussian-z4")),
+                                     help="comma-separated cells to rerun"),
+           seeds: str = typer.Option("", help="comma-separated seeds (default: the first)"),
+           alpha: float = typer.Option(0.01, help="family-wise false-alarm rate"),
+           params_file: str = typer.Option("params.yaml", "--params"),
+           reports: str = typer.Option("reports", help="the committed reports folder")) -> None:
+    import time
+
+    from pipelines.common import ROOT, fail, guarded
+    from vaebench import verify as v
+
+    started = time.time()
+    names = [c.strip() for c in cells.split(",") if c.strip()]
+    chosen_seeds = [int(s) for s in seeds.split(",") if s.strip()] or None
+    rows = guarded(lambda: v.verify(ROOT, ROOT / params_file, ROOT / reports, names,
+                                    chosen_seeds, alpha))
+    typer.echo(v.table(rows))
+    bad = [r for r in rows if not r.passed]
+    identical = all(r.rerun == r.committed for r in rows)
+    summary = (f"{len(rows)} metrics of {len({r.run for r in rows})} run(s): "
+               + ("bitwise identical" if identical else f"{len(rows) - len(bad)} agree within "
+                  "their errors") + f" ({time.time() - started:.0f} s)")
+    if bad:
+        fail(f"{len(bad)} of {len(rows)} metrics differ beyond their errors: "
+             + ", ".join(f"{r.metric} [{r.run}]" for r in bad), code=1)
+    typer.echo(summary)
+
+
 if __name__ == "__main__":
     app()

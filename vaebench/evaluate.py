@@ -259,9 +259,10 @@ def evaluate(spec, bundle, model: GaussianLatentModel, train_state: dict,
         records.append(checks.tc_decomposition_check(
             run, tc["mi"] + tc["tc"] + tc["dwkl"], fit["samples"]["kl"][: lat["nm"]]))
     iw = importance_sampling(ctx)
-    linear, log_px_exact, optimum = None, None, None
+    linear, log_px_exact, optimum, moved = None, None, None, (0.0, 0.0)
     if spec.model == "linear":
-        linear, lin_records, log_px, optimum = linear_theory(ctx, fit["elbo_s"], midpoint_model)
+        linear, lin_records, log_px, optimum, moved = linear_theory(ctx, fit["elbo_s"],
+                                                                    midpoint_model)
         records += lin_records
         log_px_exact = log_px[: iw["ni"]]
         records.append(model_checks.is_converges_check(run, -iw["nll_points"], log_px_exact,
@@ -277,7 +278,7 @@ def evaluate(spec, bundle, model: GaussianLatentModel, train_state: dict,
     if optimum is not None:  # rate, distortion and collapse against the closed form
         records += model_checks.beta_sweep_closed_form(
             run, optimum, (fit["kl"].mean, fit["kl"].se),
-            (-fit["recon"].mean, fit["recon"].se), lat["active_units"])
+            (-fit["recon"].mean, fit["recon"].se), lat["active_units"], moved)
 
     nll = iw["nll"]
     discrete = None  # the NLL of the 8-bit image: Gaussian decoders add D log 256

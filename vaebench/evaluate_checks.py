@@ -24,7 +24,8 @@ from vaebench.theory import checks
 
 def linear_theory(ctx: Context, elbo_mc: Tensor, midpoint_model=None):
     """-> (LinearMetrics, check records, exact log p(x) per test point, the closed-form
-    optimum at the model's beta)."""
+    optimum at the model's beta, and how much the test-set (rate, distortion) moved from the
+    model half-way through training to the end)."""
     # Closed forms for a trained linear VAE (Lucas et al. 2019; Tipping & Bishop 1999) and the
     # model checks they give: the ELBO's gap to log p(x) and the optimum (beta = 1).
     from vaebench.theory import linear_beta, linear_vae, model_checks, ppca
@@ -63,7 +64,14 @@ def linear_theory(ctx: Context, elbo_mc: Tensor, midpoint_model=None):
         sigma2=float(p["sigma2"]), subspace_similarity=similarity,
         optimum_rate=optimum.rate, optimum_distortion=optimum.distortion,
         optimum_active=optimum.active, optimum_sigma2=optimum.sigma2)
-    return metrics, records, log_px, optimum
+    moved = (0.0, 0.0)
+    if midpoint_model is not None:
+        q = midpoint_model.parameters_float64()
+        mid = linear_vae.linear_vae_elbo(xt, q["W"], q["mu"], q["sigma2"], q["V"], q["b"], q["D"])
+        end = linear_vae.linear_vae_elbo(xt, p["W"], p["mu"], p["sigma2"], p["V"], p["b"], p["D"])
+        moved = (abs(float(end.kl.mean() - mid.kl.mean())),
+                 abs(float(end.recon.mean() - mid.recon.mean())))
+    return metrics, records, log_px, optimum, moved
 
 
 def aggregate_posterior_checks(ctx: Context, lat: dict[str, Any]) -> tuple[dict, list[dict]]:

@@ -131,24 +131,29 @@ def linear_optimum_checks(run: str, elbo_train: float, elbo_train_midpoint: floa
 
 
 def beta_sweep_closed_form(run: str, optimum: LinearBetaOptimum, rate: tuple[float, float],
-                           distortion: tuple[float, float], active_units: int
-                           ) -> list[RawRecord]:
+                           distortion: tuple[float, float], active_units: int,
+                           moved: tuple[float, float] = (0.0, 0.0)) -> list[RawRecord]:
     """A linear beta-VAE's rate, distortion and number of active dimensions against the
     closed-form optimum at its beta (``theory.linear_beta``), from the training data's
-    eigenvalues; rate and distortion with their test-set standard errors."""
+    eigenvalues. Rate and distortion carry their test-set standard errors, combined with how
+    much each still moved over the second half of training (``moved``: the optimizer's own
+    measure of how far from converged it may be)."""
     b = optimum.beta
     return [
         _model(name="sweep_rate_closed_form", run=run, kind="equal", empirical=rate[0],
-               theoretical=optimum.rate, stderr=rate[1],
+               theoretical=optimum.rate, stderr=math.hypot(rate[1], moved[0]),
                catches=["beta_term", "kl_formula", "reparam_scale"],
                detail=(f"Test-set rate R = E KL(q(z|x) || p(z)) at beta = {b:g} vs the closed "
                        f"form 1/2 sum_active log(lambda_j / (beta sigma^2)), sigma^2 = "
-                       f"{optimum.sigma2:.4g}.")),
+                       f"{optimum.sigma2:.4g}; error: test-set SE and the {moved[0]:.2g} nats "
+                       "it moved over the second half of training.")),
         _model(name="sweep_distortion_closed_form", run=run, kind="equal",
-               empirical=distortion[0], theoretical=optimum.distortion, stderr=distortion[1],
+               empirical=distortion[0], theoretical=optimum.distortion,
+               stderr=math.hypot(distortion[1], moved[1]),
                catches=["beta_term", "likelihood_constant", "reparam_scale"],
                detail=(f"Test-set distortion D = -E log p(x|z) at beta = {b:g} vs the closed form "
-                       "d/2 (log(2 pi sigma^2) + 1).")),
+                       f"d/2 (log(2 pi sigma^2) + 1); error: test-set SE and the {moved[1]:.2g} "
+                       "nats it moved over the second half of training.")),
         _model(name="sweep_active_dimensions_closed_form", run=run, kind="exact",
                empirical=float(active_units), theoretical=float(optimum.active), tolerance=0.0,
                catches=["beta_term", "kl_formula"],

@@ -1,0 +1,51 @@
+"""`vaebench verify`'s comparison: identical reruns pass, differences inside the combined
+errors (within-run SEs and the spread over seeds) pass, differences beyond them fail."""
+
+from __future__ import annotations
+
+import pytest
+from report_fixtures import DATASET, run_of, write_study
+
+from vaebench.config import cells, load_params
+from vaebench.report import read_runs
+from vaebench.report.aggregate import runs_frame
+from vaebench.verify import chosen_cells, compare
+
+
+@pytest.fixture(scope="module")
+def committed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    write_study(root)
+    params = load_params(root / "params.yaml")
+    runs = read_runs(root / "runs", cells(params))
+    return params, runs, runs_frame(runs)
+
+
+def test_an_identical_rerun_passes(committed):
+    _, runs, long = committed
+    rows = compare(long, {r.cell.run: r.metrics for r in runs[:2]})
+    assert rows and all(r.passed and r.rerun == r.committed for r in rows)
+
+
+def test_a_shift_beyond_the_errors_fails_and_within_passes(committed):
+    _, runs, long = committed
+    run = next(r for r in runs if r.cell.run == run_of("vae", DATASET))
+    m = run.metrics
+    cell = long[(long["cell"] == m.cell) & (long["metric"] == "nll")]["value"]
+    scale = (2 * m.nll.se ** 2 + cell.std(ddof=1) ** 2) ** 0.5
+    near = m.model_copy(update={"nll": m.nll.model_copy(update={"mean": m.nll.mean + scale})})
+    far = m.model_copy(update={"nll": m.nll.model_copy(update={"mean": m.nll.mean + 10 * scale})})
+    by = {r.metric: r for r in compare(long, {m.run: near})}
+    assert by["nll"].passed and by["nll"].z == pytest.approx(1.0)
+    by = {r.metric: r for r in compare(long, {m.run: far})}
+    assert not by["nll"].passed and by["elbo"].passed
+    au = m.model_copy(update={"active_units": m.active_units + 5})
+    assert not {r.metric: r for r in compare(long, {m.run: au})}["active_units"].passed
+
+
+def test_unknown_cells_are_one_line(committed):
+    params, _, _ = committed
+    with pytest.raises(ValueError, match="unknown cell.*valid choices: .*vae-dsprites"):
+        chosen_cells(params, ["vae-digitz"], None)
+    assert {c.run for c in chosen_cells(params, [f"vae-{DATASET}"], [1])} == {
+        run_of("vae", DATASET, seed=1)}

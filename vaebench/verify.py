@@ -1,0 +1,143 @@
+"""``vaebench verify``: rerun chosen runs of the committed study and compare every metric.
+
+On the machine that made the study a rerun is bitwise identical. On another machine the GEMM
+libraries round differently (MKL's AVX2 path on AMD, AVX-512 on Intel, oneDNN), the training
+trajectory drifts, and the claim is agreement within errors: for each metric of ``runs.csv``,
+
+    z = (rerun - committed) / sqrt(se_committed^2 + se_rerun^2 + s_seeds^2)
+
+with the within-run standard errors and the spread of that cell over its committed seeds (a
+rerun on other hardware is, at worst, like another seed). Every |z| must stay below the
+two-sided Bonferroni critical value over all compared metrics at ``alpha``; integer counts
+(active units) may move by one unit or 3 s_seeds. Timings are not compared.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+from vaebench.config import Cell, cells, load_params
+from vaebench.report.aggregate import METRICS
+from vaebench.results import TIMING_FIELDS, RunMetrics
+
+DEFAULT_CELLS = ("vae-digits", "linear-linear-gaussian-z4")  # offline data, about a minute
+INTEGER_METRICS = ("active_units",)
+
+
+@dataclass(frozen=True)
+class Row:
+    run: str
+    metric: str
+    committed: float
+    rerun: float
+    scale: float      # the combined error the difference is measured in
+    z: float
+    passed: bool
+
+
+def compare(committed: pd.DataFrame, rerun: dict[str, RunMetrics], alpha: float = 0.01
+            ) -> list[Row]:
+    """Every metric of every rerun against the committed long table (``runs.csv``)."""
+    pairs = []
+    for run, metrics in rerun.items():
+        mine = committed[committed["run"] == run]
+        cell = committed[committed["cell"] == metrics.cell]
+        for name, get in METRICS.items():
+            got = get(metrics)
+            if got is None or name in TIMING_FIELDS:
+                continue
+            row = mine[mine["metric"] == name]
+            if row.empty:
+                raise ValueError(f"runs.csv has no {name!r} for run {run!r}; rerun the report")
+            seeds = cell[cell["metric"] == name]["value"].to_numpy(dtype=float)
+            s_seeds = float(np.std(seeds, ddof=1)) if len(seeds) > 1 else 0.0
+            pairs.append((run, name, float(row["value"].iloc[0]), float(got[0]),
+                          float(row["se"].iloc[0]) if row["se"].notna().iloc[0] else 0.0,
+                          float(got[1] or 0.0), s_seeds))
+    z_star = float(norm.isf(alpha / (2 * max(1, len(pairs)))))
+    out = []
+    for run, name, old, new, se_old, se_new, s_seeds in pairs:
+        diff = new - old
+        if name in INTEGER_METRICS:
+            scale = max(1.0, 3.0 * s_seeds)
+            out.append(Row(run, name, old, new, scale, diff / scale, abs(diff) <= scale))
+            continue
+        scale = math.sqrt(se_old ** 2 + se_new ** 2 + s_seeds ** 2)
+        z = 0.0 if diff == 0 else (diff / scale if scale > 0 else math.copysign(math.inf, diff))
+        out.append(Row(run, name, old, new, scale, z, abs(z) <= z_star))
+    return out
+
+
+def chosen_cells(params, names: Sequence[str], seeds: Sequence[int] | None) -> list[Cell]:
+    declared = cells(params)
+    known = sorted({c.name for c in declared})
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown cell(s) {', '.join(unknown)}; valid choices: "
+                         + ", ".join(known))
+    keep = set(seeds) if seeds else {min(params.study.seeds)}
+    return [c for c in declared if c.name in names and c.seed in keep]
+
+
+def rerun(root: Path, params_file: Path, chosen: Sequence[Cell], work: Path) -> dict[str, RunMetrics]:
+    """Train and evaluate ``chosen`` from scratch in ``work``, with the project's code and
+    params, through the stage entry points (no DVC, no tracking)."""
+    for name in ("vaebench", "kernels", "pipelines"):
+        shutil.copytree(root / name, work / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "bench"))
+    shutil.copy(params_file, work / "params.yaml")
+    env = {**os.environ, "PYTHONPATH": str(work), "VAEBENCH_ROOT": str(work),
+           "VAEBENCH_NO_TRACK": "1"}
+
+    def stage(*args: str) -> None:
+        out = subprocess.run([sys.executable, "-m", *args], cwd=work, env=env,
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            tail = (out.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise RuntimeError(f"{' '.join(args)} failed: {tail}")
+
+    for dataset in dict.fromkeys(c.dataset for c in chosen):
+        stage("pipelines.data", dataset)
+    found = {}
+    for c in chosen:
+        extra = [*(["--beta", str(c.beta)] if c.beta is not None else []),
+                 *(["--latent-dim", str(c.latent_dim)] if c.latent_dim is not None else [])]
+        for name in ("pipelines.train", "pipelines.evaluate"):
+            stage(name, c.model, c.dataset, "--seed", str(c.seed), *extra)
+        found[c.run] = RunMetrics.model_validate_json(
+            (work / "runs" / c.run / "eval" / "metrics.json").read_text())
+    return found
+
+
+def verify(root: Path, params_file: Path, reports: Path, names: Sequence[str],
+           seeds: Sequence[int] | None = None, alpha: float = 0.01) -> list[Row]:
+    params = load_params(params_file)
+    committed_path = reports / "runs.csv"
+    if not committed_path.is_file():
+        raise FileNotFoundError(f"{committed_path}: missing; run the study (`dvc repro`) first")
+    committed = pd.read_csv(committed_path)
+    chosen = chosen_cells(params, names, seeds)
+    with tempfile.TemporaryDirectory(prefix="vaebench-verify-") as tmp:
+        return compare(committed, rerun(root, params_file, chosen, Path(tmp)), alpha)
+
+
+def table(rows: Sequence[Row]) -> str:
+    lines = [f"{'run':38s} {'metric':20s} {'committed':>12s} {'rerun':>12s} {'error':>9s} "
+             f"{'z':>7s}  verdict"]
+    for r in rows:
+        same = "identical" if r.rerun == r.committed else ("ok" if r.passed else "MISMATCH")
+        lines.append(f"{r.run:38s} {r.metric:20s} {r.committed:12.5f} {r.rerun:12.5f} "
+                     f"{r.scale:9.4f} {r.z:7.2f}  {same}")
+    return "\n".join(lines)

@@ -2,7 +2,7 @@
 
 Reads runs/<run>/{eval/metrics.json, eval/checks.json, train/train.json, figures/*.png} for
 every run params.yaml declares and writes reports/{summary.csv, theory.json, metrics.json,
-index.html, figures/}. Exits 1, after writing everything, when a theory check fails.
+index.html, figures/, plots/}. Exits 1, after writing everything, when a theory check fails.
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ def write_report(params, runs, reports_dir: Path):
     """Compute and write every output of the report stage; return the judged theory checks."""
     from vaebench import report
     from vaebench.io import atomic_write, atomic_write_json, atomic_write_text
+    from vaebench.plots import RatePoint, RunCurves, write_plots
 
     reports_dir.mkdir(parents=True, exist_ok=True)
     summary = report.summary_frame(runs)
@@ -104,6 +105,8 @@ def write_report(params, runs, reports_dir: Path):
                                     params.theory.alpha)
     figures, pictures = _write_figures(reports_dir, runs, summary, report.history_frame(runs),
                                        report.kl_dims_frame(runs))
+    write_plots(reports_dir / "plots", [RunCurves(r.cell, r.train["history"]) for r in runs],
+                [RatePoint.of(r.cell, r.metrics["kl"], r.metrics["recon"]) for r in runs])
     atomic_write(reports_dir / "summary.csv", lambda p: summary.to_csv(p, index=False))
     atomic_write_json(reports_dir / "theory.json", report.theory_document(theory))
     atomic_write_json(reports_dir / "metrics.json", report.headline_metrics(summary, theory))

@@ -97,3 +97,22 @@ def test_server_that_never_answers_fails_in_seconds(tmp_path):
     _assert_one_line_way_out(out, uri, tmp_path)
     assert "timed out" in out.stderr
     assert seconds < 10
+
+
+def test_local_store_keeps_artifacts_beside_it_whatever_the_working_folder(tmp_path,
+                                                                           monkeypatch):
+    """mlflow.set_tracking_uri sets MLFLOW_TRACKING_URI: the project's own store must still be
+    told apart from a user's, or artifacts land in the working folder's mlruns/."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    root, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    root.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    tracker = MLflowTracker("study", root)
+    tracker.start("vae-digits/seed0", {}, {})
+    picture = tmp_path / "samples.png"
+    picture.write_bytes(b"\x89PNG")
+    tracker.log_artifact(picture, "figures")
+    tracker.end()
+    assert [p.name for p in root.glob("mlruns/**/artifacts/figures/*")] == ["samples.png"]
+    assert not (elsewhere / "mlruns").exists()

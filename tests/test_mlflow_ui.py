@@ -80,7 +80,9 @@ def study(tmp_path_factory):
     picture = root / "samples.png"
     plt.imsave(picture, np.linspace(0, 1, 64 * 96).reshape(64, 96), cmap="gray")
     cells = [Cell("vae", "digits", 0), Cell("vae", "digits", 1), Cell("iwae", "digits", 0)]
-    logged = train_and_evaluate(root, cells, bundle, picture)
+    with pytest.MonkeyPatch.context() as mp:  # mlflow.set_tracking_uri sets it: undo that
+        mp.setenv("MLFLOW_TRACKING_URI", local_tracking_uri(root))
+        logged = train_and_evaluate(root, cells, bundle, picture)
     sha = hashlib.sha256((root / "data" / "digits" / "arrays.npz").read_bytes()).hexdigest()
     with mlflow_server(local_tracking_uri(root), root, command="ui") as url:
         yield url, logged, sha

@@ -103,7 +103,8 @@ def test_local_store_keeps_artifacts_beside_it_whatever_the_working_folder(tmp_p
                                                                            monkeypatch):
     """mlflow.set_tracking_uri sets MLFLOW_TRACKING_URI: the project's own store must still be
     told apart from a user's, or artifacts land in the working folder's mlruns/."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")  # unset now, and again afterwards
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
     root, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
     root.mkdir()
     elsewhere.mkdir()

@@ -19,10 +19,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[test,triton]"
-	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	  (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
-	   (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1)) \
-	  || echo "note: dataset-fashion-mnist not installed; the data stage will try the official download"; fi
+	@# Debian packages, as root: the Fashion-MNIST files, and Chromium for the browser tests
+	@# (tests/test_report_page.py, tests/test_mlflow_ui.py skip, saying why, without it).
+	@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  need=""; [ -d /usr/share/datasets/fashion-mnist ] || need="dataset-fashion-mnist"; \
+	  command -v chromium >/dev/null || need="$$need chromium"; \
+	  apt="apt-get -o DPkg::Lock::Timeout=300 -y -qq"; \
+	  if [ -n "$$need" ]; then ($$apt install $$need >/dev/null 2>&1 || \
+	    ($$apt update >/dev/null 2>&1 && $$apt install $$need >/dev/null 2>&1)) || \
+	    echo "note: apt-get could not install$$need; the data stage will try the official" \
+	         "Fashion-MNIST download and the browser tests are skipped"; fi; fi
 	touch $@
 
 study: setup

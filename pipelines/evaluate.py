@@ -1,7 +1,7 @@
 """DVC stage `evaluate@<model>-<dataset>-<seed>`: test-set metrics, IS log-likelihood, theory inputs.
 
-Writes runs/<cell>/seed<k>/eval/{metrics.json, checks.json} and figures/*.png and logs the final metrics and
-pictures to the run's MLflow run.
+Writes runs/<cell>/seed<k>/eval/{metrics.json, checks.json} and figures/*.png and logs the final metrics,
+the test split as a dataset input and the pictures (artifacts under figures/) to the run's MLflow run.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import time
 import typer
 
 from pipelines.common import (
+    DATA,
     ROOT,
     RUNS,
     cell_or_exit,
@@ -75,7 +76,7 @@ def main(model: str, dataset: str,
     from vaebench.machine import machine_info
     from vaebench.nets.linear import resolve_gemm
     from vaebench.results import POINTS_FILE
-    from vaebench.tracking import run_tags
+    from vaebench.tracking import dataset_splits, run_tags
     from vaebench.train import load_trained
 
     trained, state, midpoint = load_trained(spec, bundle, train_dir)
@@ -98,8 +99,11 @@ def main(model: str, dataset: str,
     resume = read_json(tracked).get("run_id") if tracked.exists() else None
     tracker.start(cell.run, {}, run_tags(ROOT, dataset_checksum(bundle), trained.backend, cell,
                                          resolve_gemm(params.study.gemm)), resume_id=resume)
+    tracker.log_datasets(dataset_splits(bundle, DATA / dataset, ("test",)))
     tracker.log_metrics(result.metrics.flat())
-    for path in [*pictures, out / "metrics.json", train_dir / "train.json"]:
+    for path in pictures:
+        tracker.log_artifact(path, "figures")
+    for path in (out / "metrics.json", train_dir / "train.json"):
         if path.exists():
             tracker.log_artifact(path)
     seconds = time.time() - started

@@ -1,8 +1,8 @@
 """DVC stage `report`: the study's tables, verdicts, figures and HTML page.
 
 Reads every declared run (``vaebench.report.read_runs``) and writes reports/{summary.csv,
-runs.csv, comparisons.csv, theory.json, metrics.json, index.html, figures/}. Exits 1, after
-writing everything, when a check fails.
+runs.csv, comparisons.csv, theory.json, metrics.json, index.html, figures/, plots/}. Exits 1,
+after writing everything, when a check fails.
 """
 
 from __future__ import annotations
@@ -68,11 +68,14 @@ def write_report(params, runs, reports_dir: Path):
     from vaebench.io import atomic_write, atomic_write_json, atomic_write_text, read_json
     from vaebench.machine import machine_info
     from vaebench.nets.linear import resolve_gemm
+    from vaebench.plots import RatePoint, RunCurves, write_plots
     from vaebench.report import build, page
 
     reports_dir.mkdir(parents=True, exist_ok=True)
     report = build.build_report(params, runs)
     figures, pictures = write_figures(reports_dir, runs)
+    write_plots(reports_dir / "plots", [RunCurves(r.cell, r.train["history"]) for r in runs],
+                [RatePoint.of(r.cell, r.metrics.kl.mean, r.metrics.recon.mean) for r in runs])
     atomic_write(reports_dir / "summary.csv", lambda p: report.cells.to_csv(p, index=False))
     atomic_write(reports_dir / "runs.csv", lambda p: report.long.to_csv(p, index=False))
     comparisons = pd.DataFrame([asdict(c) for c in report.comparisons])

@@ -12,6 +12,7 @@ import time
 import typer
 
 from pipelines.common import (
+    DATA,
     ROOT,
     RUNS,
     cell_or_exit,
@@ -55,7 +56,7 @@ def main(model: str, dataset: str,
     from vaebench.io import atomic_write_json
     from vaebench.machine import machine_info
     from vaebench.nets.linear import resolve_gemm
-    from vaebench.tracking import flatten, run_tags
+    from vaebench.tracking import dataset_splits, flatten, run_tags
     from vaebench.train import TrainingDiverged, train
 
     out = RUNS / cell.run / "train"
@@ -82,6 +83,7 @@ def main(model: str, dataset: str,
 
     tracker.start(cell.run, run_params, run_tags(ROOT, checksum, backend, cell, gemm),
                   resume_id=resume_id, on_run=record)
+    tracker.log_datasets(dataset_splits(bundle, DATA / dataset, ("train", "val")))
     try:
         _, state = train(spec, bundle, out, tracker, fingerprint,
                          progress=progress and sys.stderr.isatty())

@@ -127,8 +127,14 @@ def _records(m: RunMetrics) -> list[dict[str, Any]]:
 
 
 def _history(i: int) -> list[dict[str, float]]:
-    return [{"epoch": e, "val_elbo": -40.0 + 3.0 * e + i, "train_elbo": -41.0 + 3.0 * e + i,
-             "seconds": 1.0 * e} for e in (1, 2, 3)]
+    rows = []
+    for e in (1, 2, 3):
+        row: dict[str, float] = {"epoch": e, "seconds": 1.0 * e}
+        for split, shift in (("train", -1.0), ("val", 0.0)):
+            recon, kl = -35.0 + 3.5 * e + i + shift, 5.0 + 0.5 * e
+            row.update({f"{split}_elbo": recon - kl, f"{split}_recon": recon, f"{split}_kl": kl})
+        rows.append(row)
+    return rows
 
 
 def _png(path: Path, seed: int) -> None:

@@ -4,11 +4,13 @@
 outputs, the summary's columns, the theory verdict, the MLflow store (one run per run of the
 study, grouped by cell), that a second `dvc repro` skips everything, that a code change reruns
 the stages that run that code, that `dvc repro -f` retrains and gives the same metrics bit for
-bit, that `dvc metrics diff` works, and that parameters rerun only the stages that use them.
+bit, that `dvc metrics diff` and `dvc plots show` work, that every MLflow run names its data
+splits and holds its figures, and that parameters rerun only the stages that use them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -53,6 +55,7 @@ def study(tmp_path_factory):
     run(["git", "config", "user.email", "e2e@vaebench"], work, env)
     run(["git", "config", "user.name", "e2e"], work, env)
     run(["dvc", "init", "-q"], work, env)
+    shutil.copytree(ROOT / ".dvc" / "plots", work / ".dvc" / "plots")  # dvc.yaml's templates
     first = run(["dvc", "repro"], work, env)
     return work, env, first
 
@@ -120,6 +123,44 @@ def test_mlflow_has_one_run_per_run_grouped_by_cell(study):
     cell_of = dict(db.execute("select r.name, t.value from runs r join tags t on "
                               "r.run_uuid = t.run_uuid where t.key = 'cell'").fetchall())
     assert {name: cell_of[name] for name in runs} == {r: r.split("/")[0] for r in runs}
+
+
+def test_mlflow_runs_name_their_data_splits_and_hold_their_figures(study):
+    work, _, _ = study
+    db = sqlite3.connect(work / "mlflow.db")
+    inputs = db.execute(
+        "select r.name, d.name, d.digest, t.value from runs r join inputs i on "
+        "i.destination_id = r.run_uuid join datasets d on d.dataset_uuid = i.source_id join "
+        "input_tags t on t.input_uuid = i.input_uuid where t.name = 'mlflow.data.context'")
+    expected = set()
+    for c in cells(load_params(work / "params.yaml")):
+        sha = hashlib.sha256((work / "data" / c.dataset / "arrays.npz").read_bytes()).hexdigest()
+        expected |= {(c.run, f"{c.dataset}/{split}", sha[:36], context)
+                     for split, context in (("train", "train"), ("val", "validation"),
+                                            ("test", "test"))}
+    assert set(inputs) == expected
+    for name, run_id in db.execute("select name, run_uuid from runs"):
+        logged = {p.name for p in (work / "mlruns" / run_id / "artifacts" / "figures").glob("*")}
+        drawn = {p.name for p in (work / "runs" / name / "figures").glob("*.png")}
+        assert "latents.png" in drawn and logged == drawn, name
+
+
+def test_dvc_plots_show_draws_every_runs_training_curves(study):
+    work, env, _ = study
+    out = run(["dvc", "plots", "show", "--json"], work, env)
+    charts = {path: entry[0]["content"] for path, entry in json.loads(out.stdout)["data"].items()}
+    for c in cells(load_params(work / "params.yaml")):
+        history = json.loads((work / "runs" / c.run / "train" / "train.json").read_text())["history"]
+        for quantity in ("elbo", "recon", "kl"):
+            shown = {(r["series"], int(r["epoch"])): float(r[quantity])
+                     for r in charts[f"reports/plots/{quantity}/{c.name}.csv"]["data"]["values"]
+                     if r["seed"] == str(c.seed)}
+            assert shown == {(f"seed{c.seed} {split}", row["epoch"]): row[f"{split}_{quantity}"]
+                             for row in history for split in ("train", "val")}
+        points = charts[f"reports/plots/rate_distortion/{c.dataset}.csv"]["data"]["values"]
+        metrics = json.loads((work / "runs" / c.run / "eval" / "metrics.json").read_text())
+        assert [(float(p["rate"]), float(p["distortion"])) for p in points
+                if p["run"] == c.run] == [(metrics["kl"]["mean"], -metrics["recon"]["mean"])]
 
 
 def test_rerun_skips_and_a_code_change_reruns_what_runs_it(study):

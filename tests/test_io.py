@@ -48,3 +48,18 @@ def test_read_json_errors_name_the_file(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ValueError, match=r"bad.json: not valid JSON"):
         io.read_json(tmp_path / "bad.json")
+
+
+def test_a_folder_is_replaced_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "plots"
+    io.atomic_write_dir(target, lambda d: (d / "a.csv").write_text("1"))
+    io.atomic_write_dir(target, lambda d: (d / "b.csv").write_text("2"))
+    assert sorted(os.listdir(target)) == ["b.csv"]  # no file of the old folder survives
+
+    def half(d):
+        (d / "c.csv").write_text("half")
+        raise RuntimeError("crash mid-write")
+
+    with pytest.raises(RuntimeError):
+        io.atomic_write_dir(target, half)
+    assert sorted(os.listdir(tmp_path)) == ["plots"] and os.listdir(target) == ["b.csv"]

@@ -110,3 +110,57 @@ def test_a_bad_value_fails_first_in_validate_naming_the_file(tmp_path):
     assert "error: params.yaml: train.vae.lr: missing required key" in out.stderr
     assert "failed to reproduce 'validate'" in out.stderr
     assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
+
+
+def test_copied_dependency_lists_match_the_anchored_ones():
+    """dvc.yaml writes two lists out again (YAML cannot concatenate lists): each must equal the
+    anchored list it repeats, apart from the entries that name the stage's own inputs."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    evaluate, sweep = stages["evaluate"]["deps"], stages["evaluate_sweep"]["deps"]
+    assert sweep[1:] == evaluate[1:]
+    assert sweep[0] == evaluate[0].replace("${item.dataset}/", "${item.dataset}-beta${item.beta}/")
+    validate, data = stages["validate"]["deps"], stages["data"]["do"]["deps"]
+    assert data[:2] == ["runs/params-valid.txt", "pipelines/data.py"]
+    assert data[2:] == [d for d in validate if d != "pipelines/validate.py"]
+    assert stages["evaluate_linear"]["deps"] is evaluate  # one anchored list, not a copy
+    assert stages["train_linear"]["deps"] is stages["train"]["deps"] is stages["train_sweep"]["deps"]
+
+
+def test_dvc_and_the_cli_run_the_cells_in_one_order(tmp_path, monkeypatch):
+    """`vaebench study` and dvc.yaml list the runs as config.cells does, in its order."""
+    from typer.testing import CliRunner
+
+    from vaebench import cli
+
+    raw = read_yaml(ROOT / "params.yaml")
+    raw["sweep"]["betas"] = [1, 2.5]
+    raw["study"]["seeds"] = [3, 0]
+    expected = [f"runs/{c.run}/train" for c in cells(parse_params(raw))]
+    root = dvc_project(tmp_path, raw)
+    declared = [str(o.def_path) for s in stages(root) if s.name.startswith("train")
+                for o in s.outs]
+    assert declared == expected
+    calls: list[tuple[str, str]] = []
+
+    def stage(kind):
+        def main(**kw):
+            if kind in ("train", "evaluate"):
+                beta = "" if kw["beta"] is None else f"-beta{kw['beta']}"
+                calls.append((kind, f"runs/{kw['model']}-{kw['dataset']}{beta}/seed{kw['seed']}"
+                              "/train"))
+            else:
+                calls.append((kind, ""))
+        return main
+
+    monkeypatch.setattr(cli.data_stage, "main", stage("data"))
+    monkeypatch.setattr(cli.train_stage, "main", stage("train"))
+    monkeypatch.setattr(cli.evaluate_stage, "main", stage("evaluate"))
+    monkeypatch.setattr(cli, "report", stage("report"))
+    from pipelines import validate
+
+    monkeypatch.setattr(validate, "main", stage("validate"))
+    out = CliRunner().invoke(cli.app, ["study", "--params", str(root / "params.yaml")])
+    assert out.exit_code == 0, out.output
+    assert [path for kind, path in calls if kind == "train"] == expected
+    assert [path for kind, path in calls if kind == "evaluate"] == expected
+    assert calls[0] == ("validate", "") and calls[-1] == ("report", "")

@@ -7,44 +7,18 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from mlflow_server import free_port, mlflow_server
 
 from vaebench.tracking import MLflowTracker, flatten
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path):
-    port = free_port()
-    mlflow_bin = Path(sys.executable).parent / "mlflow"
-    proc = subprocess.Popen(
-        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("the MLflow server did not answer /health within 60 s")
+    with mlflow_server(f"sqlite:///{tmp_path}/server.db", tmp_path) as url:
         yield url
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
 
 
 def test_runs_metrics_and_artifacts_reach_a_server(server, tmp_path, monkeypatch):
@@ -123,3 +97,23 @@ def test_server_that_never_answers_fails_in_seconds(tmp_path):
     _assert_one_line_way_out(out, uri, tmp_path)
     assert "timed out" in out.stderr
     assert seconds < 10
+
+
+def test_local_store_keeps_artifacts_beside_it_whatever_the_working_folder(tmp_path,
+                                                                           monkeypatch):
+    """mlflow.set_tracking_uri sets MLFLOW_TRACKING_URI: the project's own store must still be
+    told apart from a user's, or artifacts land in the working folder's mlruns/."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")  # unset now, and again afterwards
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    root, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    root.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    tracker = MLflowTracker("study", root)
+    tracker.start("vae-digits/seed0", {}, {})
+    picture = tmp_path / "samples.png"
+    picture.write_bytes(b"\x89PNG")
+    tracker.log_artifact(picture, "figures")
+    tracker.end()
+    assert [p.name for p in root.glob("mlruns/**/artifacts/figures/*")] == ["samples.png"]
+    assert not (elsewhere / "mlruns").exists()

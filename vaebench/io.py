@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +44,27 @@ def atomic_write_text(path: Path, text: str) -> None:
 def atomic_write_json(path: Path, obj: Any) -> None:
     """``obj`` as indented JSON with sorted keys (the same object gives the same bytes)."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def atomic_write_dir(path: Path, fill: Callable[[Path], None]) -> None:
+    """Call ``fill(tmp)`` on a fresh folder beside ``path``, then swap it in for ``path``.
+
+    The old folder is renamed aside and the new one renamed onto ``path``: a reader sees the
+    old folder whole or the new one whole (between the two renames, for an instant, none). A
+    ``fill`` that raises leaves the old folder and no temporary."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    old = tmp.with_suffix(".old")
+    try:
+        fill(tmp)
+        os.chmod(tmp, 0o755)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_json(path: Path, what: str = "") -> Any:

@@ -7,7 +7,18 @@ overrides it. ``NullTracker`` records in memory, for tests and ``--no-track`` ru
 The store is checked before any work (``check_tracking_uri``): a server that does not answer
 within a few seconds is a one-line ``TrackingUnavailable`` error that says how to proceed, never
 a silent wait. One MLflow run per run of the study (``vae-digits/seed0``), tagged with its cell
-and seed so that the UI's "group by" aggregates a cell's seeds.
+and seed so that the UI's "group by" aggregates a cell's seeds. What a run holds, as MLflow's UI
+shows it:
+
+- per-epoch metrics ``{train,val}_{elbo,recon,kl}`` at step = epoch (one key per quantity and
+  split in every run, so the compare view draws two runs' curves on one chart), and the test
+  metrics ``test_*`` of the evaluate stage;
+- dataset inputs: the splits it read (``digits/train``, context ``train``; ``/val``,
+  ``validation``; ``/test``, ``test``), with the SHA-256 of the prepared arrays from the
+  dataset's manifest as digest (its first 36 characters, MLflow's limit; the whole in the input
+  tag ``sha256``);
+- artifacts: the evaluate stage's figures (``figures/*.png``), metrics.json and train.json;
+- a duration that covers the stages' own work, not the time between them (``MLflowTracker.end``).
 """
 
 from __future__ import annotations
@@ -16,9 +27,13 @@ import os
 import time
 import urllib.error
 import urllib.request
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
+
+import numpy as np
 
 from vaebench import __version__
 
@@ -29,16 +44,55 @@ CHECK_TRIES = 2
 HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
                "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 NO_TRACK_ENV = "VAEBENCH_NO_TRACK"
+SPLIT_CONTEXTS = {"train": "train", "val": "validation", "test": "test"}
+DIGEST_CHARS = 36  # the longest digest MLflow stores (mlflow.utils.validation)
 
 
 class TrackingUnavailable(RuntimeError):
     """The tracking store cannot be reached; the message is one line with the way out."""
 
 
+@dataclass(frozen=True)
+class DatasetSplit:
+    """One split of a prepared dataset, as a run's MLflow dataset input."""
+
+    dataset: str              # "digits"
+    split: str                # a key of SPLIT_CONTEXTS
+    sha256: str               # the manifest's SHA-256 of the prepared arrays file
+    source: str               # that file's path
+    features: np.ndarray
+    targets: np.ndarray | None
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}/{self.split}"
+
+    @property
+    def context(self) -> str:
+        return SPLIT_CONTEXTS[self.split]
+
+    @property
+    def digest(self) -> str:
+        return self.sha256[:DIGEST_CHARS]
+
+
+def dataset_splits(bundle, folder: Path, splits: tuple[str, ...]) -> list[DatasetSplit]:
+    """The ``splits`` of a prepared dataset (``vaebench.data.Bundle``) read from ``folder``."""
+    arrays = bundle.manifest.get("arrays", {})
+    if not arrays.get("sha256") or not arrays.get("file"):
+        raise ValueError(f"{folder}: the manifest of dataset {bundle.name!r} records no arrays "
+                         f"file and SHA-256; rebuild it with `dvc repro -f data@{bundle.name}`")
+    source = str(Path(folder).resolve() / arrays["file"])
+    return [DatasetSplit(bundle.name, split, arrays["sha256"], source,
+                         getattr(bundle, f"x_{split}"), getattr(bundle, f"y_{split}"))
+            for split in splits]
+
+
 class Tracker(Protocol):
     def start(self, run_name: str, params: dict[str, Any], tags: dict[str, str],
               resume_id: str | None = None, on_run: Any = None) -> str | None: ...
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
+    def log_datasets(self, splits: list[DatasetSplit]) -> None: ...
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
     def end(self, status: str = "FINISHED", seconds: float | None = None) -> None: ...
 
@@ -51,6 +105,7 @@ class NullTracker:
         self.tags: dict[str, str] = {}
         self.metrics: list[tuple[int | None, dict[str, float]]] = []
         self.artifacts: list[str] = []
+        self.datasets: list[DatasetSplit] = []
         self.status: str | None = None
 
     def start(self, run_name, params, tags, resume_id=None, on_run=None) -> str:
@@ -63,6 +118,9 @@ class NullTracker:
 
     def log_metrics(self, metrics, step=None) -> None:
         self.metrics.append((step, dict(metrics)))
+
+    def log_datasets(self, splits) -> None:
+        self.datasets.extend(splits)
 
     def log_artifact(self, path, artifact_path=None) -> None:
         self.artifacts.append(str(path))
@@ -150,7 +208,9 @@ class MLflowTracker:
         self.client = MlflowClient(self.uri)
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
-            local = self.uri.startswith("sqlite:") and "MLFLOW_TRACKING_URI" not in os.environ
+            # the project's own store keeps its artifacts beside it, whatever the working
+            # folder (mlflow.set_tracking_uri sets MLFLOW_TRACKING_URI: not a test of the user's)
+            local = self.uri == local_tracking_uri(root)
             loc = (root.resolve() / "mlruns").as_uri() if local else None
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=loc)
         else:
@@ -193,6 +253,24 @@ class MLflowTracker:
         ts = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[
             Metric(k, float(v), ts, step or 0) for k, v in metrics.items()])
+
+    def log_datasets(self, splits) -> None:
+        """Each split as a dataset input (``mlflow.data.from_numpy``: schema and profile from
+        the arrays, digest from the manifest) with its context."""
+        import mlflow.data
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        inputs = []
+        for s in splits:
+            with warnings.catch_warnings():  # MLflow registers two equal local-file sources
+                warnings.filterwarnings("ignore", "The specified dataset source can be "
+                                        "interpreted in multiple ways")
+                ds = mlflow.data.from_numpy(s.features, source=s.source, targets=s.targets,
+                                            name=s.name, digest=s.digest)
+            inputs.append(DatasetInput(Dataset(**ds.to_dict()), tags=[
+                InputTag(MLFLOW_DATASET_CONTEXT, s.context), InputTag("sha256", s.sha256)]))
+        self.client.log_inputs(self.run_id, datasets=inputs)
 
     def log_artifact(self, path, artifact_path=None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
@@ -270,6 +348,9 @@ class BackgroundTracker:
 
     def log_metrics(self, metrics, step=None) -> None:
         self._call(MLflowTracker.log_metrics, dict(metrics), step)
+
+    def log_datasets(self, splits) -> None:
+        self._call(MLflowTracker.log_datasets, list(splits))
 
     def log_artifact(self, path, artifact_path=None) -> None:
         self._call(MLflowTracker.log_artifact, path, artifact_path)

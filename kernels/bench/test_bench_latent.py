@@ -26,7 +26,6 @@ import datetime as dt
 import io
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import pytest
 import torch
 
 import kernels
+from vaebench.io import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORT_DIR = ROOT / "reports" / "kernels"
@@ -235,19 +235,6 @@ def render_csv(rows: list[dict], meta: dict) -> str:
     return out.getvalue()
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 @pytest.fixture(scope="session", autouse=True)
 def report():
     """Write the table once every case has run."""
@@ -272,8 +259,8 @@ def report():
         "command": "python -m pytest kernels/bench --benchmark-only",
     }
     rows = evaluate_targets(RESULTS, copy_gbs, CUDA)
-    write_atomic(REPORT_DIR / f"latent_bench_{kind}.md", render_markdown(rows, meta, SKIPPED))
-    write_atomic(REPORT_DIR / f"latent_bench_{kind}.csv", render_csv(rows, meta))
+    atomic_write_text(REPORT_DIR / f"latent_bench_{kind}.md", render_markdown(rows, meta, SKIPPED))
+    atomic_write_text(REPORT_DIR / f"latent_bench_{kind}.csv", render_csv(rows, meta))
     for r in rows:
         if r["target"]:
             print(f"{r['backend']} {r['N']}x{r['D']} S={r['S']} {r['mode']}: "

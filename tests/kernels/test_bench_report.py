@@ -56,8 +56,8 @@ def test_report_files_are_written_atomically(bench, tmp_path):
     rows = bench.evaluate_targets([_row("compile", 4096, 64, 1, "fwd", 0.5)], 4.0, False)
     meta = {"kind": "cpu", "date": "today", "device": "test"}
     md = bench.render_markdown(rows, meta, ["eager 65536x256 S=50 fwd: skipped"])
-    bench.write_atomic(tmp_path / "t.md", md)
-    bench.write_atomic(tmp_path / "t.csv", bench.render_csv(rows, meta))
+    bench.atomic_write_text(tmp_path / "t.md", md)
+    bench.atomic_write_text(tmp_path / "t.csv", bench.render_csv(rows, meta))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv", "t.md"]
     text = (tmp_path / "t.md").read_text()
     assert "| compile | 4096 | 64 | 1 | fwd | 500.000 |" in text and "skipped" in text

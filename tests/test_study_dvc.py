@@ -122,8 +122,12 @@ def test_copied_dependency_lists_match_the_anchored_ones():
     validate, data = stages["validate"]["deps"], stages["data"]["do"]["deps"]
     assert data[:2] == ["runs/params-valid.txt", "pipelines/data.py"]
     assert data[2:] == [d for d in validate if d != "pipelines/validate.py"]
-    assert stages["evaluate_linear"]["deps"] is evaluate  # one anchored list, not a copy
-    assert stages["train_linear"]["deps"] is stages["train"]["deps"] is stages["train_sweep"]["deps"]
+    linear = stages["evaluate_linear"]["deps"]  # a linear cell names its dataset and latent size
+    assert linear[2:] == evaluate[2:] and linear[1] == "data/${item.cell.dataset}"
+    train = stages["train"]["deps"]
+    assert stages["train_linear"]["deps"][1:] == train[1:]
+    assert stages["train_linear"]["deps"][0] == "data/${item.cell.dataset}"
+    assert stages["train_sweep"]["deps"] is train  # one anchored list, not a copy
 
 
 def test_dvc_and_the_cli_run_the_cells_in_one_order(tmp_path, monkeypatch):
@@ -146,8 +150,9 @@ def test_dvc_and_the_cli_run_the_cells_in_one_order(tmp_path, monkeypatch):
         def main(**kw):
             if kind in ("train", "evaluate"):
                 beta = "" if kw["beta"] is None else f"-beta{kw['beta']}"
-                calls.append((kind, f"runs/{kw['model']}-{kw['dataset']}{beta}/seed{kw['seed']}"
-                              "/train"))
+                z = "" if kw["latent_dim"] is None else f"-z{kw['latent_dim']}"
+                calls.append((kind, f"runs/{kw['model']}-{kw['dataset']}{z}{beta}/seed"
+                              f"{kw['seed']}/train"))
             else:
                 calls.append((kind, ""))
         return main

@@ -45,6 +45,8 @@ def study(tmp_path_factory):
     for name in ("dvc.yaml", ".dvcignore"):
         shutil.copy(ROOT / name, work / name)
     shutil.copy(ROOT / "presets" / "tiny.yaml", work / "params.yaml")
+    (work / "reports").mkdir()  # the committed planted-bug result, an input of the report stage
+    shutil.copy(ROOT / "reports" / "planted_bugs.json", work / "reports" / "planted_bugs.json")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(work),
            "TORCHINDUCTOR_CACHE_DIR": str(ROOT / ".cache" / "inductor")}

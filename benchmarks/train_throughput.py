@@ -168,7 +168,7 @@ def main(epochs: int = 3, repeats: int = 3, seed: int = 0,
     from vaebench import data
     from vaebench.config import load_params, run_spec
     from vaebench.inputs import fixed_inputs
-    from vaebench.train import atomic_write_bytes, atomic_write_json
+    from vaebench.io import atomic_write_json, atomic_write_text
 
     data_dir = ROOT / "data" / "fashion-mnist"
     if not (data_dir / "manifest.json").exists():
@@ -248,7 +248,7 @@ def main(epochs: int = 3, repeats: int = 3, seed: int = 0,
         *gemm_rows,
         "",
     ])
-    atomic_write_bytes(out / "train_throughput.md", lambda p: p.write_text(md))
+    atomic_write_text(out / "train_throughput.md", md)
     typer.echo(md)
 
 

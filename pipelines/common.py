@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vaebench.config import ConfigError, Params, load_params
+from vaebench.config import Cell, ConfigError, Params, find_cell, load_params
 
 ROOT = Path(os.environ.get("VAEBENCH_ROOT", ".")).resolve()
 DATA = ROOT / "data"
 RUNS = ROOT / "runs"
 REPORTS = ROOT / "reports"
+TRACKING = ROOT / ".cache" / "tracking"  # MLflow run ids per run: not a stage output
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -31,11 +31,18 @@ def params_or_exit(path: str | Path = "params.yaml") -> Params:
 
 
 def guarded(fn: Callable[[], Any]) -> Any:
-    """Run ``fn``; turn configuration and data errors into one-line messages and exit 2."""
+    """Run ``fn``; turn configuration, data and tracking errors into one line and exit 2."""
+    from vaebench.tracking import TrackingUnavailable
+
     try:
         return fn()
-    except (ConfigError, ValueError, FileNotFoundError) as err:
+    except (ConfigError, ValueError, FileNotFoundError, TrackingUnavailable) as err:
         fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
+
+
+def cell_or_exit(params: Params, model: str, dataset: str, seed: int,
+                 beta: str | None) -> Cell:
+    return guarded(lambda: find_cell(params, model, dataset, seed, beta))
 
 
 def setup_torch(params: Params) -> None:
@@ -50,25 +57,34 @@ def setup_torch(params: Params) -> None:
 
 
 def tracker_for(params: Params, enabled: bool = True):
-    from vaebench.tracking import MLflowTracker, NullTracker
+    """The study's MLflow tracker, checked before any work; a NullTracker when tracking is off
+    (``--no-track`` or ``VAEBENCH_NO_TRACK=1``)."""
+    from vaebench.tracking import NO_TRACK_ENV, BackgroundTracker, NullTracker
 
-    if not enabled or os.environ.get("VAEBENCH_NO_TRACK") == "1":
+    if not enabled or os.environ.get(NO_TRACK_ENV) == "1":
         return NullTracker()
-    return MLflowTracker(params.study.name, ROOT)
+    return guarded(lambda: BackgroundTracker(params.study.name, ROOT))
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
+def tracking_file(cell: Cell) -> Path:
+    return TRACKING / cell.name / f"seed{cell.seed}.json"
 
 
 def load_bundle(name: str):
+    """The prepared dataset ``name``; a missing or unreadable one is a one-line error that
+    says which command rebuilds it."""
     from vaebench import data
 
     path = DATA / name
     if not (path / "manifest.json").exists():
         raise FileNotFoundError(f"{path}: dataset {name!r} is not prepared; run "
                                 f"`dvc repro data@{name}` or `python -m pipelines.data {name}`")
-    return data.load(path)
+    try:
+        return data.load(path)
+    except Exception as err:  # a truncated npz, a bad checksum, broken JSON, ...
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"{path}: dataset {name!r} cannot be read ({reason}); rebuild it with "
+                         f"`dvc repro -f data@{name}`") from None
 
 
 def dataset_checksum(bundle) -> str:

@@ -1,25 +1,29 @@
-"""DVC stage `evaluate@<model>-<dataset>`: test-set metrics, IS log-likelihood, theory inputs.
+"""DVC stage `evaluate@<model>-<dataset>-<seed>`: test-set metrics, IS log-likelihood, theory inputs.
 
-Writes runs/<run>/eval/{metrics.json, checks.json, *.png} and logs the final metrics and
+Writes runs/<cell>/seed<k>/eval/{metrics.json, checks.json} and figures/*.png and logs the final metrics and
 pictures to the run's MLflow run.
 """
 
 from __future__ import annotations
+
+import time
 
 import typer
 
 from pipelines.common import (
     ROOT,
     RUNS,
+    cell_or_exit,
     dataset_checksum,
     fail,
     guarded,
     load_bundle,
     params_or_exit,
-    read_json,
     setup_torch,
     tracker_for,
+    tracking_file,
 )
+from vaebench.io import read_json
 
 app = typer.Typer(add_completion=False)
 
@@ -47,16 +51,20 @@ def latent_scatter(arrays: dict, title: str, path) -> None:
 
 @app.command()
 def main(model: str, dataset: str,
-         beta: float = typer.Option(None, help="override the model's beta (the beta sweep)"),
+         seed: int = typer.Option(..., help="the training seed, one of study.seeds"),
+         beta: str = typer.Option(None, help="a beta of sweep.betas (the beta sweep)"),
          params_file: str = typer.Option("params.yaml", "--params"),
          track: bool = typer.Option(True, help="log to MLflow")) -> None:
     from vaebench.config import run_spec
 
+    started = time.time()
     params = params_or_exit(params_file)
-    spec = guarded(lambda: run_spec(params, model, dataset, beta))
-    train_dir = RUNS / spec.run_id / "train"
+    cell = cell_or_exit(params, model, dataset, seed, beta)
+    spec = guarded(lambda: run_spec(params, cell))
+    train_dir = RUNS / cell.run / "train"
     if not (train_dir / "checkpoint.pt").exists():
-        fail(f"{train_dir}: run {spec.run_id!r} is not trained; run its train stage first")
+        fail(f"{train_dir}: run {cell.run!r} is not trained; run its train stage first")
+    tracker = tracker_for(params, track)  # an unreachable store fails here, before any work
     bundle = guarded(lambda: load_bundle(dataset))
     setup_torch(params)
 
@@ -66,38 +74,41 @@ def main(model: str, dataset: str,
     import matplotlib.pyplot as plt
 
     from vaebench.evaluate import evaluate
-    from vaebench.train import atomic_write_bytes, atomic_write_json, load_trained
+    from vaebench.io import atomic_write, atomic_write_json
+    from vaebench.machine import machine_info
+    from vaebench.nets.linear import resolve_gemm
+    from vaebench.tracking import run_tags
+    from vaebench.train import load_trained
 
     trained, state = load_trained(spec, bundle, train_dir)
     result = evaluate(spec, bundle, trained, state)
-    out = RUNS / spec.run_id / "eval"
-    out.mkdir(parents=True, exist_ok=True)
+    out = RUNS / cell.run / "eval"
     pictures = []
     for name, img in result.images.items():
-        path = RUNS / spec.run_id / "figures" / f"{name}.png"
-        atomic_write_bytes(path, lambda p, im=img: plt.imsave(p, im, cmap="gray", vmin=0,
+        path = RUNS / cell.run / "figures" / f"{name}.png"
+        atomic_write(path, lambda p, im=img: plt.imsave(p, im, cmap="gray", vmin=0,
                                                               vmax=1, format="png"))
         pictures.append(path)
-    path = RUNS / spec.run_id / "figures" / "latents.png"
-    atomic_write_bytes(path, lambda p: latent_scatter(result.arrays, spec.run_id, p))
+    path = RUNS / cell.run / "figures" / "latents.png"
+    atomic_write(path, lambda p: latent_scatter(result.arrays, cell.run, p))
     pictures.append(path)
     atomic_write_json(out / "checks.json", result.records)
     atomic_write_json(out / "metrics.json", result.metrics)
 
-    tracker = tracker_for(params, track)
-    mlflow_info = train_dir / "mlflow_run.json"
-    resume = read_json(mlflow_info).get("run_id") if mlflow_info.exists() else None
-    from vaebench.tracking import standard_tags
-
-    tracker.start(spec.run_id, {}, standard_tags(ROOT, dataset_checksum(bundle),
-                                                 trained.backend, spec.run_id), resume_id=resume)
+    tracked = tracking_file(cell)
+    resume = read_json(tracked).get("run_id") if tracked.exists() else None
+    tracker.start(cell.run, {}, run_tags(ROOT, dataset_checksum(bundle), trained.backend, cell,
+                                         resolve_gemm(params.study.gemm)), resume_id=resume)
     tracker.log_metrics(_numeric(result.metrics))
     for path in [*pictures, out / "metrics.json", train_dir / "train.json"]:
         if path.exists():
             tracker.log_artifact(path)
-    tracker.end("FINISHED")
+    seconds = time.time() - started
+    atomic_write_json(out / "timing.json", {"stage_seconds": seconds,
+                                            "machine": machine_info(ROOT)})
+    tracker.end("FINISHED", seconds=seconds)
     m = result.metrics
-    typer.echo(f"{spec.run_id}: ELBO {m['elbo']:.3f} ± {m['elbo_se']:.3f}, "
+    typer.echo(f"{cell.run}: ELBO {m['elbo']:.3f} ± {m['elbo_se']:.3f}, "
                f"NLL {m['nll']:.3f} (k={m['nll_k']}, {m['nll_points']} points), "
                f"active units {m['active_units']}/{m['latent_dim']}")
 

@@ -7,7 +7,6 @@ index.html, figures/}. Exits 1, after writing everything, when a theory check fa
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -19,17 +18,9 @@ from pipelines.common import REPORTS, RUNS, fail, guarded, params_or_exit
 app = typer.Typer(add_completion=False)
 
 
-def _read_json(path: Path, what: str):
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: missing ({what})")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
-
-
 def read_runs(runs_dir: Path, cells) -> list:
     """Every declared run's files; one line naming the runs whose folder is missing."""
+    from vaebench.io import read_json as _read_json
     from vaebench.report import PICTURES, RunData
 
     missing = [c.run for c in cells if not (runs_dir / c.run).is_dir()]
@@ -104,7 +95,7 @@ def _write_figures(reports_dir: Path, runs, summary, history, kl_dims):
 def write_report(params, runs, reports_dir: Path):
     """Compute and write every output of the report stage; return the judged theory checks."""
     from vaebench import report
-    from vaebench.train import atomic_write_bytes, atomic_write_json
+    from vaebench.io import atomic_write, atomic_write_json, atomic_write_text
 
     reports_dir.mkdir(parents=True, exist_ok=True)
     summary = report.summary_frame(runs)
@@ -113,12 +104,11 @@ def write_report(params, runs, reports_dir: Path):
                                     params.theory.alpha)
     figures, pictures = _write_figures(reports_dir, runs, summary, report.history_frame(runs),
                                        report.kl_dims_frame(runs))
-    atomic_write_bytes(reports_dir / "summary.csv",
-                       lambda p: summary.to_csv(p, index=False))
+    atomic_write(reports_dir / "summary.csv", lambda p: summary.to_csv(p, index=False))
     atomic_write_json(reports_dir / "theory.json", report.theory_document(theory))
     atomic_write_json(reports_dir / "metrics.json", report.headline_metrics(summary, theory))
     page = report.render_html(params, runs, summary, theory, figures, pictures, sweep_note)
-    atomic_write_bytes(reports_dir / "index.html", lambda p: p.write_text(page, encoding="utf-8"))
+    atomic_write_text(reports_dir / "index.html", page)
     return theory
 
 

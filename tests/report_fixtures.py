@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from vaebench.config import run_id
+from vaebench.config import Cell
 
 MODELS = ("vae", "iwae")
 DATASET = "dsprites"
@@ -25,17 +25,24 @@ ENTROPY = 20.0  # the data entropy H (nats) of the synthetic linear-gaussian set
 PICTURES = ("samples", "reconstructions", "traversals", "factor_traversals")
 
 
+def run_of(model: str, dataset: str, beta: float | None = None, seed: int = 0) -> str:
+    """The run folder of a cell, as ``config.Cell.run`` names it."""
+    group = "grid" if beta is None else "sweep"
+    return Cell(model, dataset, seed, group, beta).run
+
+
 def params_dict(alpha: float = 0.05) -> dict[str, Any]:
     small = {"arch": "mlp", "hidden": [32], "latent_dim": 6, "epochs": 3, "batch_size": 64,
              "lr": 0.001}
     return {
-        "study": {"name": "fixture", "seed": 0, "models": list(MODELS), "datasets": [DATASET],
+        "study": {"name": "fixture", "seeds": [0], "models": list(MODELS), "datasets": [DATASET],
                   "linear_datasets": [SWEEP_DATASET], "backend": "eager", "device": "cpu"},
         "data": {DATASET: {}, SWEEP_DATASET: {}},
         "train": {"vae": dict(small), "iwae": {**small, "k": 5},
                   "beta_vae": {**small, "beta": 1.0},
                   "linear": {"latent_dim": 4, "epochs": 3, "batch_size": 64, "lr": 0.01}},
-        "sweep": {"model": "beta_vae", "dataset": SWEEP_DATASET, "betas": list(BETAS)},
+        "sweep": {"model": "linear", "dataset": SWEEP_DATASET, "betas": list(BETAS),
+                  "train": {"latent_dim": 4, "epochs": 3, "batch_size": 64, "lr": 0.01}},
         "theory": {"alpha": alpha},
     }
 
@@ -131,17 +138,18 @@ def write_study(root: Path, alpha: float = 0.05,
     (root / "params.yaml").write_text(yaml.safe_dump(params_dict(alpha), sort_keys=False))
     cells = [(m, DATASET, None) for m in MODELS]
     cells += [("linear", SWEEP_DATASET, None)]
-    cells += [("beta_vae", SWEEP_DATASET, b) for b in BETAS]
+    cells += [("linear", SWEEP_DATASET, b) for b in BETAS]
     written: dict[str, dict[str, Any]] = {}
     for i, (model, dataset, beta) in enumerate(cells):
-        run = run_id(model, dataset, beta)
+        run = run_of(model, dataset, beta)
         folder = root / "runs" / run
         metrics = _metrics(run, model, dataset, i, beta)
         records = _records(run, metrics) + list((extra_records or {}).get(run, []))
         train = {"run": run, "model": model, "dataset": dataset, "epochs": 3, "steps": 60,
                  "train_seconds": metrics["train_seconds"], "backend": "eager",
                  "history": _history(i),
-                 "train_config": {**params_dict(alpha)["train"][model],
+                 "train_config": {**(params_dict(alpha)["train"][model] if beta is None else
+                                     params_dict(alpha)["sweep"]["train"]),
                                   **({} if beta is None else {"beta": beta})},
                  "mlflow_run_id": None}
         (folder / "eval").mkdir(parents=True, exist_ok=True)

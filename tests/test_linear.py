@@ -133,7 +133,7 @@ def test_state_dict_is_nn_linear():
 def test_bad_gemm_names_are_one_line():
     with pytest.raises(ValueError, match=r"unknown gemm 'mkl'; valid choices: auto, aten, onednn"):
         lin.set_gemm("mkl")
-    raw = {"study": {"models": ["vae"], "datasets": ["digits"], "gemm": "blas"},
+    raw = {"study": {"seeds": [0], "models": ["vae"], "datasets": ["digits"], "gemm": "blas"},
            "data": {"digits": {}}, "train": {"vae": {}}}
     with pytest.raises(ConfigError, match=r"study.gemm: unknown gemm 'blas'; valid choices: "
                                           r"auto, aten, onednn \(got 'blas'\)"):
@@ -150,7 +150,7 @@ def test_onednn_without_onednn_is_a_config_error(monkeypatch):
     """On a torch build without oneDNN, 'onednn' fails at validation, before any work;
     'auto' falls back to aten."""
     monkeypatch.setattr(lin, "onednn_available", lambda: False)
-    raw = {"study": {"models": ["vae"], "datasets": ["digits"], "gemm": "onednn"},
+    raw = {"study": {"seeds": [0], "models": ["vae"], "datasets": ["digits"], "gemm": "onednn"},
            "data": {"digits": {}}, "train": {"vae": {}}}
     with pytest.raises(ConfigError, match=r"study.gemm: gemm 'onednn' is not available in this "
                                           r"torch build .*valid choices here: auto, aten"):

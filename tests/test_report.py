@@ -15,12 +15,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-from report_fixtures import BETAS, DATASET, ENTROPY, MODELS, PICTURES, SWEEP_DATASET, write_study
+from report_fixtures import BETAS, DATASET, ENTROPY, MODELS, PICTURES, SWEEP_DATASET, run_of, write_study
 from scipy.stats import norm
 
 from pipelines.report import read_runs, report_stage, write_report
 from vaebench import report
-from vaebench.config import load_params, run_id
+from vaebench.config import Cell, load_params
 
 ALPHA = 0.05  # not the default 0.01, so the test sees that params.theory.alpha is used
 STATISTICAL = ("equal", "le", "ge")
@@ -52,10 +52,10 @@ def run_stage(root: Path, capsys) -> tuple[int, str]:
 def test_declared_runs_are_the_params_cells(study):
     root, written, _ = study
     cells = report.declared_runs(load_params(root / "params.yaml"))
-    expected = [run_id(m, DATASET) for m in MODELS] + [run_id("linear", SWEEP_DATASET)]
-    expected += [run_id("beta_vae", SWEEP_DATASET, b) for b in BETAS]
+    expected = [run_of(m, DATASET) for m in MODELS] + [run_of("linear", SWEEP_DATASET)]
+    expected += [run_of("linear", SWEEP_DATASET, b) for b in BETAS]
     assert [c.run for c in cells] == expected
-    assert [c.group for c in cells] == ["study"] * len(MODELS) + ["linear"] + ["sweep"] * 2
+    assert [c.group for c in cells] == ["grid"] * len(MODELS) + ["linear"] + ["sweep"] * 2
     assert [c.beta for c in cells] == [None] * (len(MODELS) + 1) + list(BETAS)
     assert set(written) == set(expected)
 
@@ -113,11 +113,11 @@ def test_theory_json_judges_every_record(study):
             assert c["tolerance"] == pytest.approx(z_star * c["stderr"], rel=1e-6)
     assert all(c["passed"] for c in checks) and doc["checks_failed"] == 0
     # the sweep records come from the written metrics: R(beta_small) - R(beta_large) >= 0
-    rates = [written[run_id("beta_vae", SWEEP_DATASET, b)]["metrics"]["kl"] for b in BETAS]
+    rates = [written[run_of("linear", SWEEP_DATASET, b)]["metrics"]["kl"] for b in BETAS]
     order = [c for c in sweep if c["name"].startswith("rate_nonincreasing")]
     assert [c["empirical"] for c in order] == pytest.approx([rates[0] - rates[1]])
     h_minus_d = [c["empirical"] for c in sweep if c["name"] == "entropy_minus_distortion_le_mi"]
-    recon = [written[run_id("beta_vae", SWEEP_DATASET, b)]["metrics"]["recon"] for b in BETAS]
+    recon = [written[run_of("linear", SWEEP_DATASET, b)]["metrics"]["recon"] for b in BETAS]
     assert h_minus_d == pytest.approx([ENTROPY + r for r in recon])
 
 
@@ -126,9 +126,9 @@ def test_headline_metrics(study):
     doc = json.loads((root / "reports" / "metrics.json").read_text())
     assert doc["checks_total"] == len(theory.checks) == doc["checks_passed"]
     assert doc["checks_failed"] == 0
-    for run, w in written.items():
-        assert doc["runs"][run] == {"elbo": w["metrics"]["elbo"], "nll": w["metrics"]["nll"],
-                                    "active_units": w["metrics"]["active_units"]}
+    for run, w in written.items():  # one seed per cell in the fixture: the mean is the run's
+        assert doc["cells"][run.split("/")[0]] == {"elbo": w["metrics"]["elbo"],
+                                                   "nll": w["metrics"]["nll"]}
 
 
 def test_figures_exist_small_and_pictures_copied(study):
@@ -151,7 +151,7 @@ def test_figures_exist_small_and_pictures_copied(study):
     assert not list((root / "reports").glob(".figures*")), "temporary folders left behind"
     md = (figs / "disentanglement.md").read_text()
     assert "dSprites-like" in md
-    for run in (run_id(m, DATASET) for m in MODELS):
+    for run in (run_of(m, DATASET) for m in MODELS):
         mig = written[run]["metrics"]["mig"]
         assert re.search(rf"\| {re.escape(run)} \|.*\| {mig:.3f} \|", md), run
 
@@ -174,9 +174,9 @@ def test_index_html_has_the_tables_and_every_figure(study):
     for text in ("228.70 ± 0.15", "86.76", "86.47", "86.35", "85.54", "84.78",
                  "MNIST, not Fashion-MNIST", "dSprites-LIKE", "disentanglement_lib",
                  "log N ceiling", "Bonferroni", "binarized once, fixed seed",
-                 f"{written[run_id('vae', DATASET)]['metrics']['mi_max']:.2f}"):
+                 f"{written[run_of('vae', DATASET)]['metrics']['mi_max']:.2f}"):
         assert text in page, text
-    linear = written[run_id("linear", SWEEP_DATASET)]["metrics"]
+    linear = written[run_of("linear", SWEEP_DATASET)]["metrics"]
     for key in ("linear_log_px_exact", "ppca_ml_loglik_per_point"):
         assert f"<td>{linear[key]:.3f}</td>" in page, key
     assert f"<td>{linear['subspace_similarity']:.4f}</td>" in page
@@ -184,7 +184,7 @@ def test_index_html_has_the_tables_and_every_figure(study):
 
 
 def test_published_row_names_our_protocol():
-    cell = report.Cell("vae-fashion-mnist", "vae", "fashion-mnist", "study")
+    cell = Cell("vae", "fashion-mnist", 0)
     metrics = {"nll": 241.234, "nll_se": 0.5, "nll_k": 500, "nll_points": 1000, "n_test": 10000,
                "epochs": 10, "latent_dim": 20, "likelihood": "bernoulli",
                "preprocessing": "dynamic binarization",
@@ -198,7 +198,7 @@ def test_published_row_names_our_protocol():
 
 
 def test_failing_check_fails_the_stage_after_writing(tmp_path, capsys):
-    bad = {"name": "planted_identity", "run": run_id("iwae", DATASET), "kind": "exact",
+    bad = {"name": "planted_identity", "run": run_of("iwae", DATASET), "kind": "exact",
            "empirical": 1.0, "theoretical": 2.0, "stderr": None, "tolerance": 1e-9,
            "z": None, "passed": None, "detail": "planted to fail"}
     write_study(tmp_path, alpha=ALPHA, extra_records={bad["run"]: [bad]})
@@ -219,7 +219,7 @@ def test_failing_check_fails_the_stage_after_writing(tmp_path, capsys):
 
 def test_missing_runs_are_a_one_line_error(tmp_path, capsys):
     write_study(tmp_path)
-    gone = [run_id("vae", DATASET), run_id("beta_vae", SWEEP_DATASET, BETAS[1])]
+    gone = [run_of("vae", DATASET), run_of("linear", SWEEP_DATASET, BETAS[1])]
     for run in gone:
         shutil.rmtree(tmp_path / "runs" / run)
     params = load_params(tmp_path / "params.yaml")

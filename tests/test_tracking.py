@@ -58,11 +58,15 @@ def test_runs_metrics_and_artifacts_reach_a_server(server, tmp_path, monkeypatch
     artifact.write_text("{}")
     tracker.log_artifact(artifact)
     tracker.end("FINISHED")
+    from mlflow.tracking import MlflowClient
+
+    first_end = MlflowClient(server).get_run(run_id).info.end_time
+    time.sleep(1.0)  # the gap between the stages is not part of the run
     # resuming the same run (the evaluate stage) adds to it instead of opening another
     again = MLflowTracker("served-study", tmp_path)
     assert again.start("vae-digits", {}, {"stage": "evaluate"}, resume_id=run_id) == run_id
     again.log_metrics({"test_elbo": -29.5})
-    again.end("FINISHED")
+    again.end("FINISHED", seconds=1.5)
 
     from mlflow.tracking import MlflowClient
 
@@ -77,3 +81,45 @@ def test_runs_metrics_and_artifacts_reach_a_server(server, tmp_path, monkeypatch
     assert [f.path for f in client.list_artifacts(run_id)] == ["metrics.json"]
     exp = client.get_experiment_by_name("served-study")
     assert len(client.search_runs([exp.experiment_id])) == 1
+    # the duration counts each stage's own work: the evaluate stage added its 1.5 s only
+    assert run.info.end_time == first_end + 1500
+
+
+def _train_stage(tmp_path, uri: str) -> tuple[subprocess.CompletedProcess, float]:
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "params.yaml").write_text((root / "presets" / "tiny.yaml").read_text())
+    env = {**os.environ, "VAEBENCH_ROOT": str(tmp_path), "MLFLOW_TRACKING_URI": uri}
+    env.pop("VAEBENCH_NO_TRACK", None)
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "pipelines.train", "vae", "digits", "--seed", "0"],
+                         cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    return out, time.perf_counter() - t0
+
+
+def _assert_one_line_way_out(out: subprocess.CompletedProcess, uri: str, tmp_path) -> None:
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith(f"error: MLflow tracking store {uri} is unreachable (")
+    assert "VAEBENCH_NO_TRACK=1" in lines[0] and "unset MLFLOW_TRACKING_URI" in lines[0]
+    assert f"sqlite:///{tmp_path.resolve()}/mlflow.db" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written
+
+
+def test_dead_server_fails_in_seconds_with_one_line(tmp_path):
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    out, seconds = _train_stage(tmp_path, uri)
+    _assert_one_line_way_out(out, uri, tmp_path)
+    assert "Connection refused" in out.stderr
+    assert seconds < 10
+
+
+def test_server_that_never_answers_fails_in_seconds(tmp_path):
+    with socket.socket() as listener:  # accepts connections (the kernel does) but never replies
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        uri = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        out, seconds = _train_stage(tmp_path, uri)
+    _assert_one_line_way_out(out, uri, tmp_path)
+    assert "timed out" in out.stderr
+    assert seconds < 10

@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from vaebench import data
-from vaebench.config import parse_params, run_spec
+from vaebench.config import Cell, parse_params, run_spec
 from vaebench.tracking import NullTracker
 from vaebench.train import TrainingDiverged, load_trained, train
 
@@ -37,11 +37,11 @@ def gemm(request, monkeypatch):
 
 def spec_for(model: str = "vae", seed: int = 0, epochs: int = 3, gemm: str = "auto", **train):
     raw = yaml.safe_load((ROOT / "presets" / "tiny.yaml").read_text())
-    raw["study"]["seed"] = seed
+    raw["study"]["seeds"] = [seed]
     raw["study"]["backend"] = "eager"
     raw["study"]["gemm"] = gemm
     raw["train"][model] = {**raw["train"][model], "epochs": epochs, **train}
-    return run_spec(parse_params(raw), model, "digits")
+    return run_spec(parse_params(raw), Cell(model, "digits", seed))
 
 
 def test_same_seed_same_metrics_other_seed_differs(digits, tmp_path, gemm):
@@ -72,11 +72,19 @@ def test_crash_then_resume_matches_uninterrupted(digits, tmp_path, gemm):
     assert [s for s, _ in tracker.metrics] == [3, 4]  # only the missing epochs ran
     strip = [{k: v for k, v in r.items() if k != "seconds"} for r in full.history]
     assert [{k: v for k, v in r.items() if k != "seconds"} for r in resumed.history] == strip
-    # a checkpoint with another fingerprint (changed params) is not resumed
+    assert resumed.resumed_from == 2
+    # a finished run is never returned as it stands: trained again (dvc repro -f), it retrains
     tracker = NullTracker()
-    train(spec, digits, tmp_path / "resumed", tracker, "other", progress=False)
+    _, again = train(spec, digits, tmp_path / "resumed", tracker, "fp", progress=False)
+    assert [s for s, _ in tracker.metrics] == [1, 2, 3, 4] and again.resumed_from == 0
+    # an interrupted checkpoint of other code or params (another fingerprint) is not resumed
+    with pytest.raises(KeyboardInterrupt):
+        train(spec, digits, tmp_path / "other", NullTracker(), "fp", progress=False,
+              on_epoch=crash)
+    tracker = NullTracker()
+    train(spec, digits, tmp_path / "other", tracker, "other code", progress=False)
     assert [s for s, _ in tracker.metrics] == [1, 2, 3, 4]
-    model, state = load_trained(spec, digits, tmp_path / "resumed")
+    model, state = load_trained(spec, digits, tmp_path / "other")
     assert state["epoch"] == 4
 
 
@@ -118,6 +126,7 @@ def test_nan_marks_the_mlflow_run_failed(digits, tmp_path, monkeypatch):
         monkeypatch.setattr(mod, "ROOT", tmp_path, raising=False)
         monkeypatch.setattr(mod, "RUNS", tmp_path / "runs", raising=False)
     monkeypatch.setattr(common, "DATA", tmp_path / "data")
+    monkeypatch.setattr(common, "TRACKING", tmp_path / ".cache" / "tracking")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.delenv("VAEBENCH_NO_TRACK", raising=False)
     original = VAE.objective
@@ -127,7 +136,7 @@ def test_nan_marks_the_mlflow_run_failed(digits, tmp_path, monkeypatch):
         return (obj * math.nan if self.training else obj), stats
 
     monkeypatch.setattr(VAE, "objective", poisoned)
-    result = CliRunner().invoke(stage.app, ["vae", "digits"])
+    result = CliRunner().invoke(stage.app, ["vae", "digits", "--seed", "0"])
     assert result.exit_code == 1
     from mlflow.tracking import MlflowClient
 
@@ -135,4 +144,6 @@ def test_nan_marks_the_mlflow_run_failed(digits, tmp_path, monkeypatch):
     exp = client.get_experiment_by_name("tiny")
     runs = client.search_runs([exp.experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]
-    assert runs[0].info.run_name == "vae-digits"
+    assert runs[0].info.run_name == "vae-digits/seed0"
+    assert runs[0].data.tags["cell"] == "vae-digits" and runs[0].data.tags["seed"] == "0"
+    assert runs[0].data.tags["machine.cpu"] and runs[0].data.params["defaults_used"]

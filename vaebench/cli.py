@@ -1,8 +1,8 @@
 """`vaebench`: the study's stages for people who don't use DVC.
 
     vaebench data digits
-    vaebench train vae digits
-    vaebench evaluate vae digits
+    vaebench train vae digits --seed 0
+    vaebench evaluate vae digits --seed 0
     vaebench report
     vaebench study            # every stage of params.yaml, in order (no caching)
 """
@@ -30,19 +30,20 @@ def report(params_file: str = typer.Option("params.yaml", "--params")) -> None:
 
 @app.command("study", help="Run every stage of the study in order, without DVC's caching.")
 def study(params_file: str = typer.Option("params.yaml", "--params")) -> None:
+    from pipelines import validate as validate_stage
     from pipelines.common import params_or_exit
+    from vaebench.config import cells
 
     params = params_or_exit(params_file)
+    validate_stage.main(params_file=params_file)
     for name in params.data:
         data_stage.main(name=name, params_file=params_file)
-    cells = [(m, d, None) for m in params.study.models for d in params.study.datasets]
-    cells += [("linear", d, None) for d in params.study.linear_datasets]
-    cells += [(params.sweep.model, params.sweep.dataset, b) for b in params.sweep.betas]
-    for model, dataset, beta in cells:
-        train_stage.main(model=model, dataset=dataset, beta=beta, params_file=params_file,
-                         track=True, progress=True)
-        evaluate_stage.main(model=model, dataset=dataset, beta=beta, params_file=params_file,
-                            track=True)
+    for cell in cells(params):
+        beta = None if cell.beta is None else str(cell.beta)
+        train_stage.main(model=cell.model, dataset=cell.dataset, seed=cell.seed, beta=beta,
+                         params_file=params_file, track=True, progress=True)
+        evaluate_stage.main(model=cell.model, dataset=cell.dataset, seed=cell.seed, beta=beta,
+                            params_file=params_file, track=True)
     report(params_file=params_file)
 
 

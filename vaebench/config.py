@@ -1,8 +1,17 @@
 """The typed schema of ``params.yaml``: validation with one-line errors, before any work starts.
 
-``load_params(path)`` returns a validated ``Params``; ``run_spec(params, model, dataset,
-beta=None)`` resolves one cell of the study (what the train and evaluate stages need).
-Errors are ``ConfigError`` with one line: the key, the value and the valid choices.
+``load_params(path)`` returns a validated ``Params``; ``cells(params)`` lists the study's runs
+(one per model, dataset, seed, and beta of the sweep), and ``run_spec(params, cell)`` resolves
+one of them (what the train and evaluate stages need).
+
+- The file is read with the YAML 1.2 parser DVC uses (``ruamel.yaml``, safe), so both read
+  the same numbers (``1e-3`` is a float, ``1`` an int, ``1.0`` a float).
+- Types are strict: ``epochs: "10"`` is an error, not 10. An int is accepted where a float is
+  expected.
+- Keys that define an experiment are required (``train.<model>.lr``, ``epochs``, ...); the
+  optional ones have defaults that every stage prints when it starts (``defaults_used``).
+
+Errors are ``ConfigError`` with one line: the file, the key, the value and the valid choices.
 """
 
 from __future__ import annotations
@@ -13,13 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    NonNegativeFloat,
+    NonNegativeInt,
     PositiveInt,
+    StrictFloat,
+    StrictInt,
     ValidationError,
     field_validator,
 )
@@ -31,6 +41,8 @@ MODEL_NAMES = tuple(model_registry.MODELS)
 DATASET_NAMES = ("digits", "fashion-mnist", "dsprites", "linear-gaussian", "mnist", "cifar10")
 BACKEND_NAMES = ("auto", "eager", "compile", "triton")
 GEMM_NAMES = GEMMS
+Number = StrictInt | StrictFloat
+BETA_MODELS = tuple(n for n, (c, _) in model_registry.MODELS.items() if "beta" in c.model_fields)
 
 
 class ConfigError(ValueError):
@@ -38,7 +50,7 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def _choice(kind: str, value: str, valid: tuple[str, ...]) -> str:
@@ -47,9 +59,21 @@ def _choice(kind: str, value: str, valid: tuple[str, ...]) -> str:
     return value
 
 
+def _distinct(values: list, what: str) -> list:
+    """Reject repeated entries (``1`` and ``1.0`` are the same number)."""
+    seen: dict[float | str, Any] = {}
+    for v in values:
+        key = float(v) if isinstance(v, int | float) else v
+        if key in seen:
+            raise ValueError(f"duplicate {what} {v!r} (same as {seen[key]!r}); each entry must "
+                             "appear once")
+        seen[key] = v
+    return values
+
+
 class StudyConfig(_Strict):
     name: str = "default"
-    seed: int = 0
+    seeds: list[NonNegativeInt] = Field(min_length=1)  # training seeds: a matrix axis of the runs
     models: list[str] = Field(min_length=1)
     datasets: list[str] = Field(min_length=1)
     linear_datasets: list[str] = Field(default_factory=list)
@@ -58,15 +82,20 @@ class StudyConfig(_Strict):
     device: Literal["cpu"] = "cpu"  # training runs on the CPU; the kernels also run on CUDA
     threads: PositiveInt | None = None
 
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        return _distinct(v, "seed")
+
     @field_validator("models")
     @classmethod
     def _models(cls, v: list[str]) -> list[str]:
-        return [_choice("model", m, MODEL_NAMES) for m in v]
+        return _distinct([_choice("model", m, MODEL_NAMES) for m in v], "model")
 
     @field_validator("datasets", "linear_datasets")
     @classmethod
     def _datasets(cls, v: list[str]) -> list[str]:
-        return [_choice("dataset", d, DATASET_NAMES) for d in v]
+        return _distinct([_choice("dataset", d, DATASET_NAMES) for d in v], "dataset")
 
     @field_validator("backend")
     @classmethod
@@ -82,19 +111,38 @@ class StudyConfig(_Strict):
 
 
 class SweepConfig(_Strict):
-    model: str = "beta_vae"
-    dataset: str = "linear-gaussian"
-    betas: list[NonNegativeFloat] = Field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0, 8.0])
+    """The beta sweep: ``model`` on ``dataset`` with its own ``train`` block, one run per beta.
+
+    The sweep has its own block so that its stages depend on it alone: changing
+    ``train.beta_vae.beta`` does not rerun the sweep, which sets beta itself.
+    """
+
+    model: str
+    dataset: str
+    betas: list[Number] = Field(min_length=1)
+    train: dict[str, Any]
 
     @field_validator("model")
     @classmethod
     def _model(cls, v: str) -> str:
-        return _choice("model", v, MODEL_NAMES)
+        _choice("model", v, MODEL_NAMES)
+        if "beta" not in model_registry.config_class(v).model_fields:
+            raise ValueError(f"model {v!r} has no beta; models with one: "
+                             + ", ".join(BETA_MODELS))
+        return v
 
     @field_validator("dataset")
     @classmethod
     def _dataset(cls, v: str) -> str:
         return _choice("dataset", v, DATASET_NAMES)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, v: list[int | float]) -> list[int | float]:
+        for b in v:
+            if not b >= 0:
+                raise ValueError(f"beta must be >= 0; got {b!r}")
+        return _distinct(v, "beta")
 
 
 class EvalConfig(_Strict):
@@ -106,22 +154,22 @@ class EvalConfig(_Strict):
     iw_ks: list[PositiveInt] = Field(default_factory=lambda: [1, 5, 50, 500])
     iw_points: PositiveInt = 1000          # test points for the IS log-likelihood
     mi_points: PositiveInt = 2000          # test points for I_q(x;z) and the TC decomposition (cost N^2)
-    active_threshold: NonNegativeFloat = 0.01
+    active_threshold: float = Field(0.01, ge=0)
     disentanglement_points: PositiveInt = 5000
 
 
 class TheoryConfig(_Strict):
     alpha: float = Field(0.01, gt=0, lt=1)
     # nats per point and per data dimension allowed between L*/N and the trained linear ELBO
-    optimum_gap_tol_per_dim: NonNegativeFloat = 0.0025
+    optimum_gap_tol_per_dim: float = Field(0.0025, ge=0)
     min_subspace_similarity: float = Field(0.9, ge=0, le=1)
 
 
 class Params(_Strict):
     study: StudyConfig
-    data: dict[str, dict[str, Any]]
+    data: dict[str, dict[str, Any] | None]
     train: dict[str, dict[str, Any]]
-    sweep: SweepConfig = Field(default_factory=SweepConfig)
+    sweep: SweepConfig
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
     theory: TheoryConfig = Field(default_factory=TheoryConfig)
 
@@ -162,7 +210,7 @@ def parse_params(raw: dict[str, Any]) -> Params:
             raise ConfigError(f"train.{name}: unknown model {name!r}; valid choices: "
                               + ", ".join(MODEL_NAMES))
         _validate_block(model_registry.config_class(name), block, f"train.{name}")
-    for name in [*params.study.models, params.sweep.model]:
+    for name in params.study.models:
         if name not in params.train:
             raise ConfigError(f"train.{name}: missing required key (model {name!r} is in the "
                               "study but has no train block)")
@@ -172,68 +220,170 @@ def parse_params(raw: dict[str, Any]) -> Params:
                               "study but has no data block)")
     if "linear" not in params.train and params.study.linear_datasets:
         raise ConfigError("train.linear: missing required key (study.linear_datasets is set)")
+    if "beta" in params.sweep.train:
+        raise ConfigError("sweep.train.beta: unknown key (the sweep sets beta from sweep.betas)")
+    for beta in params.sweep.betas:
+        _validate_block(model_registry.config_class(params.sweep.model),
+                        {**params.sweep.train, "beta": beta}, "sweep.train")
     return params
 
 
+def read_yaml(path: Path) -> Any:
+    """``path`` parsed as DVC parses it (YAML 1.2, ``ruamel.yaml`` safe loader)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        return YAML(typ="safe").load(path.read_text())
+    except YAMLError as err:
+        raise ConfigError(f"{path.name}: not valid YAML ({str(err).splitlines()[0]})") from None
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``path``; every error is one line that starts with the file's name."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
-    return parse_params(raw)
+        raise ConfigError(f"{path.name}: expected a mapping at the top level, got "
+                          f"{type(raw).__name__}")
+    try:
+        return parse_params(raw)
+    except ConfigError as err:
+        raise ConfigError(f"{path.name}: {err}") from None
+
+
+# -- the study's runs ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Cell:
+    """One run of the study: a model on a dataset with a training seed (and the sweep's beta).
+
+    ``name`` identifies the cell across seeds (``vae-digits``, ``linear-linear-gaussian-beta4.0``)
+    and ``run`` the run (``vae-digits/seed0``): the folder under ``runs/``. beta is named as
+    DVC interpolates it, ``str(value)`` of the number as YAML read it, so ``1`` and ``1.0`` name
+    different folders but never both appear in one sweep (duplicates are an error).
+    """
+
+    model: str
+    dataset: str
+    seed: int
+    group: Literal["grid", "linear", "sweep"] = "grid"
+    beta: int | float | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}-{self.dataset}" + ("" if self.beta is None else f"-beta{self.beta}")
+
+    @property
+    def run(self) -> str:
+        return f"{self.name}/seed{self.seed}"
+
+    @property
+    def eval_seed(self) -> int:
+        """The seed of this run's evaluation noise, derived from the run itself: no two runs
+        share evaluation draws, so their checks are independent replicates."""
+        return int.from_bytes(hashlib.sha256(self.run.encode()).digest()[:4], "little") >> 1
+
+
+def cells(params: Params) -> list[Cell]:
+    """Every run ``dvc.yaml`` declares, in its order: grid, linear, sweep; seeds innermost."""
+    seeds = params.study.seeds
+    out = [Cell(m, d, s) for m in params.study.models for d in params.study.datasets
+           for s in seeds]
+    out += [Cell("linear", d, s, "linear") for d in params.study.linear_datasets for s in seeds]
+    sw = params.sweep
+    out += [Cell(sw.model, sw.dataset, s, "sweep", b) for b in sw.betas for s in seeds]
+    return out
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One cell of the study: what the train and evaluate stages run."""
+    """One run of the study: what the train and evaluate stages run."""
 
-    run_id: str
-    model: str
-    dataset: str
+    cell: Cell
     train: model_registry.TrainConfig
     data: dict[str, Any]
     study: StudyConfig
     evaluate: EvalConfig
     theory: TheoryConfig
+    defaults: dict[str, Any]  # optional keys of the train block left to their defaults
+
+    @property
+    def run_id(self) -> str:
+        return self.cell.run
+
+    @property
+    def model(self) -> str:
+        return self.cell.model
+
+    @property
+    def dataset(self) -> str:
+        return self.cell.dataset
+
+    @property
+    def seed(self) -> int:
+        return self.cell.seed
 
     def fingerprint(self, data_checksum: str = "") -> str:
-        """A hash of everything that determines the trained model (guards checkpoint resume)."""
+        """A hash of everything that determines the trained model: parameters, seed, data,
+        backend, GEMM library and the source of every file the train stage imports."""
+        from vaebench.provenance import code_digest
+
         blob = json.dumps({"model": self.model, "dataset": self.dataset,
-                           "train": self.train.model_dump(), "seed": self.study.seed,
+                           "train": self.train.model_dump(), "seed": self.seed,
                            "backend": self.study.backend, "data": data_checksum,
-                           "gemm": resolve_gemm(self.study.gemm)},
+                           "gemm": resolve_gemm(self.study.gemm),
+                           "code": code_digest("pipelines/train.py")},
                           sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def run_id(model: str, dataset: str, beta: float | None = None) -> str:
-    # float repr matches how DVC interpolates ${item.beta} (1.0 -> "1.0")
-    return f"{model}-{dataset}" + ("" if beta is None else f"-beta{float(beta)!r}")
+def defaults_used(cls: type[BaseModel], block: dict[str, Any]) -> dict[str, Any]:
+    """The optional fields of ``cls`` that ``block`` leaves to their defaults, with the value."""
+    return {name: field.get_default(call_default_factory=True)
+            for name, field in cls.model_fields.items()
+            if not field.is_required() and name not in block}
 
 
-def run_spec(params: Params, model: str, dataset: str, beta: float | None = None) -> RunSpec:
+def find_cell(params: Params, model: str, dataset: str, seed: int,
+              beta: str | None = None) -> Cell:
+    """The declared cell for command-line arguments, or a one-line error naming the choices."""
     _check_cli("model", model, MODEL_NAMES)
     _check_cli("dataset", dataset, DATASET_NAMES)
-    if model not in params.train:
-        raise ConfigError(f"train.{model}: missing required key")
-    if dataset not in params.data:
-        raise ConfigError(f"data.{dataset}: missing required key")
-    block = dict(params.train[model] or {})
-    cls = model_registry.config_class(model)
+    declared = cells(params)
+    for c in declared:
+        if (c.model, c.dataset, c.seed) == (model, dataset, seed) and (
+                (beta is None and c.beta is None)
+                or (beta is not None and c.beta is not None and str(c.beta) == beta)):
+            return c
     if beta is not None:
-        if "beta" not in cls.model_fields:
-            raise ConfigError(f"--beta: model {model!r} has no beta; models with one: "
-                              + ", ".join(n for n, (c, _) in model_registry.MODELS.items()
-                                          if "beta" in c.model_fields))
-        block["beta"] = beta
-    train_cfg = _validate_block(cls, block, f"train.{model}")
-    return RunSpec(run_id(model, dataset, beta), model, dataset, train_cfg,
-                   dict(params.data[dataset] or {}), params.study, params.evaluate, params.theory)
+        raise ConfigError(f"--beta: beta {beta} of {model} on {dataset} is not in the sweep; "
+                          f"valid choices: {params.sweep.model} on {params.sweep.dataset} with "
+                          f"beta {', '.join(str(b) for b in params.sweep.betas)}")
+    if seed not in params.study.seeds:
+        raise ConfigError(f"--seed: seed {seed} is not in study.seeds; valid choices: "
+                          + ", ".join(str(s) for s in params.study.seeds))
+    names = sorted({f"{c.model} {c.dataset}" for c in declared if c.beta is None})
+    raise ConfigError(f"run: {model} on {dataset} is not in the study; valid choices: "
+                      + ", ".join(names))
+
+
+def run_spec(params: Params, cell: Cell) -> RunSpec:
+    """Resolve ``cell``: its typed train config (the sweep's block with its beta for a sweep
+    cell), its data block, and the defaults its train block leaves unset."""
+    cls = model_registry.config_class(cell.model)
+    if cell.group == "sweep":
+        block, where = {**params.sweep.train, "beta": cell.beta}, "sweep.train"
+    else:
+        if cell.model not in params.train:
+            raise ConfigError(f"train.{cell.model}: missing required key")
+        block, where = dict(params.train[cell.model] or {}), f"train.{cell.model}"
+    if cell.dataset not in params.data:
+        raise ConfigError(f"data.{cell.dataset}: missing required key")
+    train_cfg = _validate_block(cls, block, where)
+    return RunSpec(cell, train_cfg, dict(params.data[cell.dataset] or {}), params.study,
+                   params.evaluate, params.theory, defaults_used(cls, block))
 
 
 def _check_cli(kind: str, value: str, valid: tuple[str, ...]) -> None:

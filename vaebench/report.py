@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vaebench.config import Params, run_id
+from vaebench.config import Cell, Params, cells
 
 PICTURES = ("samples", "reconstructions", "traversals", "factor_traversals")
 DPI = 90
@@ -55,19 +55,9 @@ BURDA_TABLE1: tuple[tuple[str, int, float, int | None], ...] = (
 BURDA_SOURCE = "Burda, Grosse & Salakhutdinov, Importance Weighted Autoencoders (ICLR 2016), Table 1"
 
 
-@dataclass(frozen=True)
-class Cell:
-    """One run that params.yaml declares, and the part of the study it belongs to."""
-
-    run: str
-    model: str
-    dataset: str
-    group: str  # "study" (models x datasets), "linear" (linear x linear_datasets) or "sweep"
-    beta: float | None = None
-
-    @property
-    def label(self) -> str:
-        return self.model if self.beta is None else f"{self.model} β={self.beta:g}"
+def cell_label(cell: Cell) -> str:
+    """A run's label in tables and legends: the model, with beta for the sweep's runs."""
+    return cell.model if cell.beta is None else f"{cell.model} β={cell.beta:g}"
 
 
 @dataclass
@@ -100,16 +90,8 @@ class Theory:
 
 
 def declared_runs(params: Params) -> list[Cell]:
-    """Every run the study declares, in params.yaml order, with ids from ``config.run_id``."""
-    study, sweep = params.study, params.sweep
-    cells = [Cell(run_id(m, d), m, d, "study") for m in study.models for d in study.datasets]
-    cells += [Cell(run_id("linear", d), "linear", d, "linear") for d in study.linear_datasets]
-    cells += [Cell(run_id(sweep.model, sweep.dataset, b), sweep.model, sweep.dataset, "sweep",
-                   float(b)) for b in sweep.betas]
-    unique: dict[str, Cell] = {}
-    for c in cells:
-        unique.setdefault(c.run, c)
-    return list(unique.values())
+    """Every run the study declares (``config.cells``)."""
+    return cells(params)
 
 
 # ----------------------------------------------------------------------------- tables (pure)
@@ -155,7 +137,7 @@ def history_frame(runs: Sequence[RunData]) -> pd.DataFrame:
     for r in runs:
         for h in r.train.get("history", []):
             if "val_elbo" in h and "epoch" in h:
-                rows.append({"run": r.cell.run, "label": r.cell.label, "model": r.cell.model,
+                rows.append({"run": r.cell.run, "label": cell_label(r.cell), "model": r.cell.model,
                              "dataset": r.cell.dataset, "epoch": int(h["epoch"]),
                              "val_elbo": _num(h["val_elbo"])})
     return pd.DataFrame(rows, columns=["run", "label", "model", "dataset", "epoch", "val_elbo"])
@@ -167,7 +149,7 @@ def kl_dims_frame(runs: Sequence[RunData]) -> pd.DataFrame:
     for r in runs:
         kl = sorted((_num(v) for v in r.metrics.get("kl_per_dim", [])), reverse=True)
         for rank, v in enumerate(kl, start=1):
-            rows.append({"run": r.cell.run, "label": r.cell.label, "model": r.cell.model,
+            rows.append({"run": r.cell.run, "label": cell_label(r.cell), "model": r.cell.model,
                          "dataset": r.cell.dataset, "rank": rank, "kl": v})
     return pd.DataFrame(rows, columns=["run", "label", "model", "dataset", "rank", "kl"])
 
@@ -225,13 +207,20 @@ def sweep_records(runs: Sequence[RunData]) -> tuple[list[dict[str, Any]], str]:
         return [], (f"No run on {dataset} reports data_entropy (the exact H), so the β-sweep "
                     "checks (rate non-increasing in β, I ≤ R, H − D ≤ I) were not run.")
 
-    def pairs(key: str, sign: float = 1.0) -> list[tuple[float, float]]:
-        return [(sign * _num(r.metrics.get(key)), _num(r.metrics.get(f"{key}_se")))
-                for r in sweep]
+    records: list[dict[str, Any]] = []
+    for seed in sorted({r.cell.seed for r in sweep}):  # the sweep's runs of one seed
+        runs_s = [r for r in sweep if r.cell.seed == seed]
+        if len(runs_s) < 2:
+            continue
 
-    records = beta_sweep_checks([r.cell.run for r in sweep], [r.cell.beta for r in sweep],
-                                pairs("kl"), pairs("recon", -1.0), pairs("mi"), entropy,
-                                mi_source="mixture lower bound", mi_upper=pairs("mi_upper"))
+        def pairs(key: str, sign: float = 1.0, rs=runs_s) -> list[tuple[float, float]]:
+            return [(sign * _num(r.metrics.get(key)), _num(r.metrics.get(f"{key}_se")))
+                    for r in rs]
+
+        records += beta_sweep_checks([r.cell.run for r in runs_s],
+                                     [float(r.cell.beta) for r in runs_s], pairs("kl"),
+                                     pairs("recon", -1.0), pairs("mi"), entropy,
+                                     mi_source="mixture lower bound", mi_upper=pairs("mi_upper"))
     return list(records), (
         f"β-sweep checks (Alemi et al. 2018) over {len(sweep)} runs on {dataset}, H = "
         f"{entropy:.4f} nats; I_q(x; z) is bracketed by the test-set mixture lower bound (≤ log N, "
@@ -257,14 +246,17 @@ def finalize_checks(records: Iterable[dict[str, Any]], alpha: float) -> Theory:
                   bonferroni_z(alpha, m) if m else math.nan)
 
 
+HEADLINE = ("elbo", "nll")  # per cell in reports/metrics.json, the file `dvc exp show` reads
+
+
 def headline_metrics(summary: pd.DataFrame, theory: Theory) -> dict[str, Any]:
-    """The numbers ``dvc metrics show`` prints: check counts and each run's ELBO, NLL, AU."""
-    runs = {}
-    for row in summary.itertuples(index=False):
-        runs[row.run] = {k: _json_number(getattr(row, k)) for k in ("elbo", "nll",
-                                                                    "active_units")}
+    """What ``dvc metrics show`` and ``dvc exp show`` print: the check counts and each cell's
+    ELBO and NLL, averaged over its seeds (every run's numbers are in reports/summary.csv)."""
+    cells: dict[str, dict[str, Any]] = {}
+    for run, row in summary.groupby(summary["run"].str.split("/").str[0], sort=False):
+        cells[run] = {k: _json_number(float(row[k].mean())) for k in HEADLINE}
     return {"checks_total": len(theory.checks), "checks_passed": theory.n_passed,
-            "checks_failed": len(theory.failed), "runs": runs}
+            "checks_failed": len(theory.failed), "cells": cells}
 
 
 TOLERANCE_RULE = (
@@ -329,9 +321,9 @@ def _palette(labels: Sequence[str]) -> dict[str, Any]:
 def _save(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from vaebench.train import atomic_write_bytes
+    from vaebench.io import atomic_write
 
-    atomic_write_bytes(path, lambda p: fig.savefig(p, format="png", dpi=DPI,
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=DPI,
                                                    bbox_inches="tight"))
     plt.close(fig)
 
@@ -729,9 +721,10 @@ def conventions(params: Params, runs: Sequence[RunData]) -> list[str]:
                          f"the test set {test_pre}, the same for every model.")
     lines.append("bits/dim = NLL / (D · ln 2) on image data; Gaussian decoders on 8-bit images "
                  "add D · log 256 to the NLL first (the dequantization correction).")
-    lines.append(f"Seed: study.seed = {params.study.seed} for training, the test-set "
-                 "binarization/dequantization and every Monte Carlo estimate (fixed offsets "
-                 "per stream), so a rerun gives the same numbers.")
+    lines.append(f"Seeds: study.seeds = {params.study.seeds} for training; the test set is "
+                 "binarized/dequantized once with the dataset's own seed, the same for every "
+                 "model; each run's Monte Carlo estimates use a seed derived from the run, so a "
+                 "rerun gives the same numbers.")
     lines.append("Active unit: Cov_x(E_q[z_u]) > 0.01 (Burda et al. 2016). I_q(x; z) is the "
                  "minibatch-mixture estimate; it cannot exceed log N for N test points.")
     return lines
@@ -893,7 +886,7 @@ def render_html(params: Params, runs: Sequence[RunData], summary: pd.DataFrame,
                     "caption": PICTURE_CAPTIONS.get(Path(p).stem, Path(p).stem)}
                    for p in paths]) for run, paths in pictures.items() if paths]
     return env.from_string(PAGE).render(
-        study=params.study.name, n_runs=len(runs), n_study=groups.count("study"),
+        study=params.study.name, n_runs=len(runs), n_study=groups.count("grid"),
         n_linear=groups.count("linear"), n_sweep=groups.count("sweep"),
         n_checks=len(theory.checks), n_passed=theory.n_passed, n_failed=len(theory.failed),
         failed_names=", ".join(check_names(theory.failed)),

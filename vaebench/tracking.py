@@ -3,24 +3,44 @@
 The default store is a SQLite file in the project folder (``sqlite:///<root>/mlflow.db``,
 artifacts in ``<root>/mlruns``); ``MLFLOW_TRACKING_URI`` (a server URI, another database)
 overrides it. ``NullTracker`` records in memory, for tests and ``--no-track`` runs.
+
+The store is checked before any work (``check_tracking_uri``): a server that does not answer
+within a few seconds is a one-line ``TrackingUnavailable`` error that says how to proceed, never
+a silent wait. One MLflow run per run of the study (``vae-digits/seed0``), tagged with its cell
+and seed so that the UI's "group by" aggregates a cell's seeds.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlparse
 
 from vaebench import __version__
+
+CHECK_TIMEOUT_S = 2.0
+CHECK_TRIES = 2
+# Bounded retries for calls made during a run: a server that goes away fails the run in
+# seconds (MLflow's defaults retry for minutes). A value the user sets wins.
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+               "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+NO_TRACK_ENV = "VAEBENCH_NO_TRACK"
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking store cannot be reached; the message is one line with the way out."""
 
 
 class Tracker(Protocol):
     def start(self, run_name: str, params: dict[str, Any], tags: dict[str, str],
-              resume_id: str | None = None) -> str: ...
+              resume_id: str | None = None, on_run: Any = None) -> str | None: ...
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
-    def end(self, status: str = "FINISHED") -> None: ...
+    def end(self, status: str = "FINISHED", seconds: float | None = None) -> None: ...
 
 
 class NullTracker:
@@ -33,10 +53,13 @@ class NullTracker:
         self.artifacts: list[str] = []
         self.status: str | None = None
 
-    def start(self, run_name, params, tags, resume_id=None) -> str:
+    def start(self, run_name, params, tags, resume_id=None, on_run=None) -> str:
         self.params.update(params)
         self.tags.update(tags)
-        return resume_id or "null-run"
+        run_id = resume_id or "null-run"
+        if on_run is not None:
+            on_run(run_id)
+        return run_id
 
     def log_metrics(self, metrics, step=None) -> None:
         self.metrics.append((step, dict(metrics)))
@@ -44,23 +67,85 @@ class NullTracker:
     def log_artifact(self, path, artifact_path=None) -> None:
         self.artifacts.append(str(path))
 
-    def end(self, status="FINISHED") -> None:
+    def end(self, status="FINISHED", seconds=None) -> None:
         self.status = status
 
 
+def local_tracking_uri(root: Path) -> str:
+    return f"sqlite:///{root.resolve()}/mlflow.db"
+
+
 def default_tracking_uri(root: Path) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root.resolve()}/mlflow.db"
+    return os.environ.get("MLFLOW_TRACKING_URI") or local_tracking_uri(root)
+
+
+def _unavailable(uri: str, reason: str, root: Path) -> TrackingUnavailable:
+    return TrackingUnavailable(
+        f"MLflow tracking store {uri} is unreachable ({reason}); to proceed, run without "
+        f"tracking ({NO_TRACK_ENV}=1, or --no-track) or unset MLFLOW_TRACKING_URI to use the "
+        f"local store {local_tracking_uri(root)}")
+
+
+def _reason(err: BaseException) -> str:
+    if isinstance(err, urllib.error.URLError) and not isinstance(err, urllib.error.HTTPError):
+        err = err.reason if isinstance(err.reason, BaseException) else err
+    text = getattr(err, "strerror", None) or str(err) or type(err).__name__
+    return text.splitlines()[0]
+
+
+def check_tracking_uri(uri: str, root: Path, timeout: float = CHECK_TIMEOUT_S,
+                       tries: int = CHECK_TRIES) -> None:
+    """Raise ``TrackingUnavailable`` unless the store at ``uri`` answers within ``tries`` x
+    ``timeout`` seconds: an HTTP server's ``/health`` (any HTTP answer counts), a database's
+    connection, or a SQLite file's folder."""
+    scheme = urlparse(uri).scheme
+    if scheme in ("http", "https"):
+        reason = "no answer"
+        for attempt in range(tries):
+            try:
+                with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+                    return
+            except urllib.error.HTTPError:
+                return  # the server answered
+            except (OSError, ValueError) as err:
+                reason = _reason(err)
+            if attempt + 1 < tries:
+                time.sleep(0.25)
+        raise _unavailable(uri, reason, root)
+    if scheme == "sqlite":
+        folder = Path(urlparse(uri).path).parent
+        if not folder.is_dir():
+            raise _unavailable(uri, f"folder {folder} does not exist", root)
+        return
+    if scheme.split("+")[0] in ("postgresql", "mysql", "mssql"):
+        import sqlalchemy
+
+        args = {"connect_timeout": int(timeout * tries)} if scheme.startswith(("postgres",
+                                                                              "mysql")) else {}
+        try:
+            engine = sqlalchemy.create_engine(uri, connect_args=args)
+            with engine.connect():
+                pass
+            engine.dispose()
+        except Exception as err:  # the driver's own error classes vary
+            raise _unavailable(uri, _reason(err), root) from None
+        return
+    # other schemes (file stores, databricks, ...) are left to MLflow
 
 
 class MLflowTracker:
-    """One MLflow experiment per study, one run per (model, dataset)."""
+    """One MLflow experiment per study, one run per run of the study."""
 
-    def __init__(self, experiment: str, root: Path, tracking_uri: str | None = None):
+    def __init__(self, experiment: str, root: Path, tracking_uri: str | None = None,
+                 checked: bool = False):
+        self.uri = tracking_uri or default_tracking_uri(root)
+        if not checked:
+            check_tracking_uri(self.uri, root)
+        for key, value in HTTP_LIMITS.items():
+            os.environ.setdefault(key, value)
         import mlflow
         from mlflow.tracking import MlflowClient
 
-        self._mlflow = mlflow
-        self.uri = tracking_uri or default_tracking_uri(root)
         mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(self.uri)
         exp = self.client.get_experiment_by_name(experiment)
@@ -71,13 +156,19 @@ class MLflowTracker:
         else:
             self.experiment_id = exp.experiment_id
         self.run_id: str | None = None
+        self._started = time.time()
+        self._end_time: int | None = None
 
-    def start(self, run_name, params, tags, resume_id=None) -> str:
+    def start(self, run_name, params, tags, resume_id=None, on_run=None) -> str:
+        """Open (or, with ``resume_id``, reopen) the run; ``on_run(run_id)`` is called once the
+        run exists (the stage records the id there)."""
+        self._started = time.time()
         if resume_id is not None:
             try:
                 run = self.client.get_run(resume_id)
                 if run.info.experiment_id == self.experiment_id:
                     self.run_id = resume_id
+                    self._end_time = run.info.end_time
                     self.client.update_run(resume_id, status="RUNNING")
             except Exception:  # the run lives in another store: start a new one
                 self.run_id = None
@@ -92,11 +183,11 @@ class MLflowTracker:
         else:
             for k, v in tags.items():
                 self.client.set_tag(self.run_id, k, v)
+        if on_run is not None:
+            on_run(self.run_id)
         return self.run_id
 
     def log_metrics(self, metrics, step=None) -> None:
-        import time
-
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
@@ -106,23 +197,102 @@ class MLflowTracker:
     def log_artifact(self, path, artifact_path=None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
-    def end(self, status="FINISHED") -> None:
-        if self.run_id is not None:
-            self.client.set_terminated(self.run_id, status=status)
+    def end(self, status="FINISHED", seconds=None) -> None:
+        """Close the run. A resumed run's duration grows by this stage's own work only: its end
+        time moves from the previous stage's end by the seconds spent here."""
+        if self.run_id is None:
+            return
+        spent = time.time() - self._started if seconds is None else seconds
+        end = (int(time.time() * 1000) if self._end_time is None
+               else self._end_time + int(spent * 1000))
+        self.client.set_terminated(self.run_id, status=status, end_time=end)
 
 
-def git_commit(root: Path) -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+class BackgroundTracker:
+    """A ``Tracker`` whose calls run in order on one worker thread, so that importing MLflow
+    and talking to its store (seconds per stage) overlaps the stage's own work.
+
+    The store is checked synchronously first (``check_tracking_uri``). A call that fails on the
+    worker is raised, as it is, by the next call of the stage or by ``end``: a store that goes
+    away mid-run fails the stage at the next epoch. ``start`` does not wait either: the stage
+    records the run id in ``on_run``, which runs on the worker once the run exists.
+    """
+
+    def __init__(self, experiment: str, root: Path, tracking_uri: str | None = None):
+        import queue
+        import threading
+
+        uri = tracking_uri or default_tracking_uri(root)
+        check_tracking_uri(uri, root)
+        self.uri = uri
+        self._calls: queue.Queue = queue.Queue()
+        self._error: BaseException | None = None
+        self._tracker: MLflowTracker | None = None
+        self._worker = threading.Thread(target=self._work, args=(experiment, root, uri),
+                                        name="mlflow-tracker", daemon=True)
+        self._worker.start()
+
+    def _work(self, experiment: str, root: Path, uri: str) -> None:
+        try:
+            self._tracker = MLflowTracker(experiment, root, uri, checked=True)
+        except BaseException as err:  # reported to the stage by its next call
+            self._error = err
+        while True:
+            item = self._calls.get()
+            if item is None:
+                return
+            fn, args, done = item
+            try:
+                if self._error is None:
+                    done.append(fn(self._tracker, *args))
+            except BaseException as err:
+                self._error = err
+            finally:
+                self._calls.task_done()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+
+    def _call(self, fn, *args, wait: bool = False):
+        self._raise()
+        done: list = []
+        self._calls.put((fn, args, done))
+        if wait:
+            self._calls.join()
+            self._raise()
+            return done[0] if done else None
+        return None
+
+    def start(self, run_name, params, tags, resume_id=None, on_run=None) -> None:
+        self._call(MLflowTracker.start, run_name, params, tags, resume_id, on_run)
+
+    def log_metrics(self, metrics, step=None) -> None:
+        self._call(MLflowTracker.log_metrics, dict(metrics), step)
+
+    def log_artifact(self, path, artifact_path=None) -> None:
+        self._call(MLflowTracker.log_artifact, path, artifact_path)
+
+    def end(self, status="FINISHED", seconds=None) -> None:
+        """Close the run and wait for every call; the first failure is raised here."""
+        try:
+            self._call(MLflowTracker.end, status, seconds, wait=True)
+        finally:
+            self._calls.put(None)
+            self._worker.join(timeout=60)
 
 
-def standard_tags(root: Path, dataset_checksum: str, backend: str, run_id: str) -> dict[str, str]:
-    return {"git_commit": git_commit(root), "dataset_sha256": dataset_checksum,
-            "vaebench_version": __version__, "kernel_backend": backend, "vaebench_run": run_id}
+def run_tags(root: Path, dataset_checksum: str, backend: str, cell, gemm: str) -> dict[str, str]:
+    """Tags of one run: its cell, seed and model, the data checksum, and the machine."""
+    from vaebench.machine import machine_info
+
+    tags = {"vaebench_run": cell.run, "cell": cell.name, "seed": str(cell.seed),
+            "model": cell.model, "dataset": cell.dataset, "dataset_sha256": dataset_checksum,
+            "vaebench_version": __version__, "kernel_backend": backend}
+    tags.update({f"machine.{k}": v for k, v in machine_info(root, gemm).items()})
+    tags["git_commit"] = tags["machine.git_commit"]
+    return tags
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -1,15 +1,16 @@
 """The train stage's logic: Adam on minibatches drawn by index from in-memory tensors.
 
-Checkpoints are written atomically every epoch; a restarted run resumes from the last one
-(when its fingerprint, the hash of everything that determines the model, still matches).
-A NaN or infinite loss stops training with ``TrainingDiverged``; the last good checkpoint stays.
+Checkpoints are written atomically every epoch. Only an interrupted run resumes: a checkpoint
+is picked up when its fingerprint (the hash of the parameters, seed, data, backend, GEMM
+library and the source of every file the stage imports) matches and it has epochs left to
+train. A finished run is never returned as it stands: run again (``dvc repro -f``), it trains
+afresh. A NaN or infinite loss stops training with ``TrainingDiverged``; the last good
+checkpoint stays.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 
 import kernels
 from vaebench.inputs import check_stored, model_inputs, seeded_generator
+from vaebench.io import atomic_write
 from vaebench.models import DataInfo, GaussianLatentModel, build_model
 from vaebench.nets.linear import set_gemm
 
@@ -42,22 +44,7 @@ class TrainState:
     step: int = 0
     seconds: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-def atomic_write_bytes(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` then rename tmp onto ``path``: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, lambda p: p.write_text(json.dumps(obj, indent=2, sort_keys=True)))
+    resumed_from: int = 0  # the epoch an interrupted run resumed from (0: trained from scratch)
 
 
 def data_info(bundle) -> DataInfo:
@@ -93,7 +80,7 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
           ) -> tuple[GaussianLatentModel, TrainState]:
     """Train ``spec`` on ``bundle``; write ``out_dir/checkpoint.pt`` every epoch."""
     cfg = spec.train
-    seed = spec.study.seed
+    seed = spec.seed
     torch.manual_seed(seed)
     set_gemm(spec.study.gemm)
     model = build_model(spec.model, cfg, data_info(bundle), backend=spec.study.backend)
@@ -110,15 +97,14 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
     gen = seeded_generator(seed)
     state = TrainState()
     ckpt_path = out_dir / "checkpoint.pt"
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, weights_only=False)
-        if ckpt.get("fingerprint") == fingerprint:
-            model.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
-            if sched is not None:
-                sched.load_state_dict(ckpt["scheduler"])
-            gen.set_state(ckpt["generator"])
-            state = TrainState(**ckpt["state"])
+    ckpt = resumable_checkpoint(ckpt_path, fingerprint, epochs)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(ckpt["scheduler"])
+        gen.set_state(ckpt["generator"])
+        state = TrainState(**{**ckpt["state"], "resumed_from": ckpt["state"]["epoch"]})
     model.train()
     bar = tqdm(range(state.epoch, epochs), initial=state.epoch, total=epochs,
                desc=spec.run_id, disable=not progress, unit="epoch", leave=False)
@@ -161,7 +147,7 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
                 "optimizer": opt.state_dict(), "generator": gen.get_state(),
                 "scheduler": None if sched is None else sched.state_dict(),
                 "state": state.__dict__}
-        atomic_write_bytes(ckpt_path, lambda p, c=ckpt: torch.save(c, p))
+        atomic_write(ckpt_path, lambda p, c=ckpt: torch.save(c, p))
         bar.set_postfix(val_elbo=f"{val['elbo']:.2f}")
         if on_epoch is not None:
             on_epoch(state)
@@ -169,10 +155,21 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
     return model, state
 
 
+def resumable_checkpoint(path: Path, fingerprint: str, epochs: int) -> dict | None:
+    """The checkpoint at ``path`` if it belongs to an interrupted run of this very model
+    (same fingerprint, fewer than ``epochs`` epochs done); None otherwise."""
+    if not path.exists():
+        return None
+    ckpt = torch.load(path, weights_only=False)
+    if ckpt.get("fingerprint") != fingerprint or ckpt["state"]["epoch"] >= epochs:
+        return None
+    return ckpt
+
+
 def load_trained(spec, bundle, out_dir: Path) -> tuple[GaussianLatentModel, dict]:
     """The trained model from ``out_dir/checkpoint.pt`` (for the evaluate stage)."""
     ckpt = torch.load(out_dir / "checkpoint.pt", weights_only=False)
-    torch.manual_seed(spec.study.seed)
+    torch.manual_seed(spec.seed)
     set_gemm(spec.study.gemm)
     model = build_model(spec.model, spec.train, data_info(bundle), backend=spec.study.backend)
     model.load_state_dict(ckpt["model"])

@@ -104,7 +104,8 @@ def test_cifar10_offline_error_names_url_and_cache(data_root, tmp_path, offline)
     assert "\n" not in message
     assert f"{url} (URLError: network disabled in tests)" in message
     assert f"{data_root / 'cifar10' / 'cifar-10-python.tar.gz'} (not found)" in message
-    assert f"Place the official file in {data_root / 'cifar10'}" in message
+    assert f"Place the official files in {data_root / 'cifar10'}" in message
+    assert not (tmp_path / "out").exists() and not (data_root / "cifar10").exists()
     assert [u for u, _ in offline] == [url]
     assert cifar_mod.ARCHIVE.sha256 == (
         "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"

@@ -75,21 +75,6 @@ def test_writes_leave_no_temporary_files(digits_dir):
     assert sorted(p.name for p in out.iterdir()) == ["arrays.npz", "manifest.json"]
 
 
-def test_failed_write_keeps_old_file_and_removes_temporary(tmp_path, monkeypatch):
-    (tmp_path / "w").mkdir()
-    target = tmp_path / "w" / "manifest.json"
-    target.write_text("old")
-
-    def broken_replace(src, dst):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(bundle_mod.os, "replace", broken_replace)
-    with pytest.raises(OSError, match="disk full"):
-        bundle_mod.write_atomic(target, b"new")
-    assert target.read_text() == "old"
-    assert os.listdir(tmp_path / "w") == ["manifest.json"]
-
-
 def test_tampered_arrays_fail_naming_the_file(digits_dir):
     out, manifest = digits_dir
     path = out / "arrays.npz"
@@ -162,3 +147,23 @@ def test_bundle_rejects_inconsistent_arrays():
         data.Bundle(**dict(kwargs, y_val=np.zeros(3)))
     with pytest.raises(ValueError, match=r"image_shape \(1, 2, 2\) does not match dim 6"):
         data.Bundle(**dict(kwargs, image_shape=(1, 2, 2)))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_unreadable_data_says_how_to_rebuild_it(tmp_path, monkeypatch, damage):
+    import pipelines.common as common
+
+    out = tmp_path / "digits"
+    prepare("digits", {}, out)
+    blob = (out / "arrays.npz").read_bytes()
+    if damage == "truncate":
+        (out / "arrays.npz").write_bytes(blob[: len(blob) // 3])
+    else:
+        (out / "arrays.npz").write_bytes(blob[:-10] + bytes(b ^ 1 for b in blob[-10:]))
+    monkeypatch.setattr(common, "DATA", tmp_path)
+    with pytest.raises(ValueError) as info:
+        common.load_bundle("digits")
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{out}: dataset 'digits' cannot be read (")
+    assert message.endswith("rebuild it with `dvc repro -f data@digits`")

@@ -231,32 +231,42 @@ def test_fashion_all_sources_fail_names_all_three(monkeypatch, data_root, tmp_pa
     with pytest.raises(DataUnavailableError) as info:
         prepare("fashion-mnist", {}, tmp_path / "out")
     message = str(info.value)
-    name = "train-images-idx3-ubyte.gz"
-    url = f"http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/{name}"
-    assert f"{data_root / 'fashion-mnist' / name} (not found)" in message
-    assert f"{tmp_path / 'no-system' / name} (not found)" in message
-    assert f"{url} (URLError: network disabled in tests)" in message
+    base = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+    names = [mnist_mod.FASHION_FILES[part].filename for part in mnist_mod.PARTS]
+    assert message.startswith(f"fashion-mnist: cannot obtain 4 of 4 files ({', '.join(names)})")
+    for name in names:
+        assert f"{data_root / 'fashion-mnist' / name} (not found)" in message
+        assert f"{tmp_path / 'no-system' / name} (not found)" in message
+        assert f"{base + name} (URLError: network disabled in tests)" in message
     assert "\n" not in message
-    assert offline == [(url, DOWNLOAD_TIMEOUT_S)]
+    assert offline == [(base + name, DOWNLOAD_TIMEOUT_S) for name in names]
+    assert not (tmp_path / "out").exists() and not (data_root / "fashion-mnist").exists()
 
 
 # --- MNIST downloads -----------------------------------------------------------------------------
 
 
-def test_mnist_offline_error_names_urls_and_cache_folder(data_root, tmp_path, offline):
+def test_mnist_offline_error_names_every_file_urls_and_cache_folder(data_root, tmp_path,
+                                                                      offline):
     with pytest.raises(DataUnavailableError) as info:
         prepare("mnist", {}, tmp_path / "out")
     message = str(info.value)
     assert "\n" not in message
-    name = "train-images-idx3-ubyte.gz"
-    urls = [base + name for base in mnist_mod.MNIST_URLS]
+    names = [mnist_mod.MNIST_FILES[part].filename for part in mnist_mod.PARTS]
+    assert len(names) == 4
+    assert message.startswith(f"mnist: cannot obtain 4 of 4 files ({', '.join(names)})")
+    urls = [base + name for name in names for base in mnist_mod.MNIST_URLS]
     assert urls[0].startswith("https://ossci-datasets.s3.amazonaws.com/mnist/")
     assert urls[1].startswith("https://storage.googleapis.com/cvdf-datasets/mnist/")
     for url in urls:
         assert f"{url} (URLError: network disabled in tests)" in message
-    assert f"Place the official file in {data_root / 'mnist'}" in message
+    assert f"Place the official files in {data_root / 'mnist'}" in message
+    assert "let the download run" in message
     assert [url for url, _ in offline] == urls
     assert all(0 < timeout <= 30 for _, timeout in offline)
+    # nothing written: no output folder, no empty cache folder
+    assert not (tmp_path / "out").exists()
+    assert not (data_root / "mnist").exists()
 
 
 def test_mnist_download_verifies_then_falls_back_and_caches(

@@ -27,7 +27,6 @@ from vaebench.data.bundle import (
     npz_bytes,
     read_arrays,
     read_manifest,
-    write_atomic,
 )
 from vaebench.data.configs import (
     CIFAR10Config,
@@ -40,6 +39,7 @@ from vaebench.data.configs import (
 from vaebench.data.fetch import ChecksumError, DataUnavailableError, data_root, sha256_bytes
 from vaebench.data.idx import IdxFormatError
 from vaebench.data.preprocess import preprocessing_record
+from vaebench.io import atomic_write_bytes
 
 __all__ = [
     "DATASETS",
@@ -157,8 +157,8 @@ def prepare(name: str, cfg: BaseModel | Mapping | None, out_dir: Path) -> dict:
     bundle_from(manifest, arrays)  # validates shapes before anything is written
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(out_dir / ARRAYS_FILE, blob)
-    write_atomic(out_dir / MANIFEST_FILE, manifest_json(manifest))
+    atomic_write_bytes(out_dir / ARRAYS_FILE, blob)
+    atomic_write_bytes(out_dir / MANIFEST_FILE, manifest_json(manifest))
     return manifest
 
 

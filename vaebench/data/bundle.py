@@ -92,19 +92,6 @@ class Bundle:
         return int(self.x_train.shape[1])
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file in ``path``'s folder, then rename it onto ``path``."""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
-
-
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     """Serialise arrays as a reproducible .npz (sorted members, fixed timestamps, deflate level 1).
 

@@ -12,7 +12,7 @@ import tarfile
 import numpy as np
 
 from vaebench.data.bundle import Built
-from vaebench.data.fetch import Expected, data_root, obtain
+from vaebench.data.fetch import Expected, data_root, obtain_all
 from vaebench.data.splits import holdout_split
 
 ARCHIVE = Expected(
@@ -52,13 +52,8 @@ def _batch(archive: tarfile.TarFile, member: str, label: str) -> tuple[np.ndarra
 def load_raw() -> tuple[dict[str, np.ndarray], dict]:
     """Verified official arrays: x (N, 3072) uint8 in C*H*W order (R, G, B planes), y int64."""
     cache = data_root() / "cifar10"
-    got = obtain(
-        ARCHIVE,
-        dataset="cifar10",
-        local_dirs=[cache],
-        urls=[base + ARCHIVE.filename for base in URLS],
-        cache_dir=cache,
-    )
+    (got,) = obtain_all([ARCHIVE], dataset="cifar10", local_dirs=[cache], url_bases=list(URLS),
+                        cache_dir=cache)
     label = got.source.get("path") or got.source["url"]
     try:
         archive = tarfile.open(fileobj=io.BytesIO(got.data), mode="r:gz")

@@ -105,9 +105,14 @@ def verify(data: bytes, expected: Expected, origin: str) -> tuple[bytes | None, 
 
 
 def _download(url: str, dest: Path, expected: Expected, timeout: float) -> Verified:
-    """Download ``url`` to a temporary file beside ``dest``, verify it, rename it into place."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    """Download ``url`` to a temporary file beside ``dest``, verify it, rename it into place.
+
+    The cache folder is created only for a download that succeeds: a failed one leaves no
+    empty folder behind.
+    """
     with urllib.request.urlopen(url, timeout=timeout) as response:
+        created = not dest.parent.exists()
+        dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
         tmp = Path(tmp_name)
         try:
@@ -117,6 +122,10 @@ def _download(url: str, dest: Path, expected: Expected, timeout: float) -> Verif
             data = tmp.read_bytes()
             payload, record = verify(data, expected, url)
             os.replace(tmp, dest)
+        except BaseException:
+            if created and dest.parent.is_dir() and not any(dest.parent.iterdir()):
+                dest.parent.rmdir()
+            raise
         finally:
             tmp.unlink(missing_ok=True)
     return Verified(data, payload, {"url": url, "path": str(dest), **record})
@@ -130,37 +139,58 @@ def _reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-def obtain(
-    expected: Expected,
-    *,
-    dataset: str,
-    local_dirs: list[Path],
-    urls: list[str],
-    cache_dir: Path,
-    timeout: float = DOWNLOAD_TIMEOUT_S,
-) -> Verified:
-    """Return the verified contents of ``expected.filename``.
-
-    Looks in ``local_dirs`` in order (the first existing file is used and must pass the checksum),
-    then downloads from ``urls`` in order into ``cache_dir``. When every source fails, raises
-    :class:`DataUnavailableError` with one line naming each path/URL tried and why it failed.
-    """
-    attempts: list[str] = []
+def _try(expected: Expected, local_dirs: list[Path], urls: list[str], cache_dir: Path,
+         timeout: float) -> Verified | list[tuple[str, str]]:
+    """The verified file, or the (source, reason) of every failed attempt."""
+    attempts: list[tuple[str, str]] = []
     for folder in local_dirs:
         path = Path(folder) / expected.filename
         if path.is_file():
             data = path.read_bytes()
             payload, record = verify(data, expected, str(path))
             return Verified(data, payload, {"path": str(path), **record})
-        attempts.append(f"{path} (not found)")
+        attempts.append((str(path), "not found"))
     for url in urls:
         try:
             return _download(url, Path(cache_dir) / expected.filename, expected, timeout)
         except ChecksumError as err:
-            attempts.append(f"{url} ({err})")
+            attempts.append((url, str(err)))
         except (OSError, ValueError, http.client.HTTPException) as err:
-            attempts.append(f"{url} ({_reason(err)})")
+            attempts.append((url, _reason(err)))
+    return attempts
+
+
+def obtain_all(
+    expected: list[Expected],
+    *,
+    dataset: str,
+    local_dirs: list[Path],
+    url_bases: list[str],
+    cache_dir: Path,
+    timeout: float = DOWNLOAD_TIMEOUT_S,
+) -> list[Verified]:
+    """The verified contents of every file in ``expected``, in order.
+
+    Each file is looked for in ``local_dirs`` in order (the first existing copy is used and must
+    pass the checksum), then downloaded from each of ``url_bases`` into ``cache_dir``. When some
+    files cannot be had, raises one :class:`DataUnavailableError` naming every missing file,
+    each folder and URL tried with why it failed, and where to put the files.
+    """
+    found: list[Verified] = []
+    missing: dict[str, list[tuple[str, str]]] = {}
+    for item in expected:
+        got = _try(item, local_dirs, [base + item.filename for base in url_bases], cache_dir,
+                   timeout)
+        if isinstance(got, Verified):
+            found.append(got)
+        else:
+            missing[item.filename] = got
+    if not missing:
+        return found
+    tried = "; ".join(f"{source} ({reason})" for attempts in missing.values()
+                      for source, reason in attempts)
     raise DataUnavailableError(
-        f"{dataset}: cannot obtain {expected.filename}: tried " + "; ".join(attempts)
-        + f". Place the official file in {cache_dir} and run again"
+        f"{dataset}: cannot obtain {len(missing)} of {len(expected)} files "
+        f"({', '.join(missing)}): tried {tried}. Place the official files in {cache_dir} (or "
+        f"point ${DATA_ENV_VAR} at a folder holding them), or let the download run, and run again"
     )

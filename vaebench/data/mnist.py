@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from vaebench.data.bundle import Built
-from vaebench.data.fetch import Expected, data_root, obtain
+from vaebench.data.fetch import Expected, data_root, obtain_all
 from vaebench.data.idx import IdxFormatError, parse_idx, parse_idx_gz
 from vaebench.data.splits import holdout_split
 
@@ -83,23 +83,17 @@ def load_raw(name: str) -> tuple[dict[str, np.ndarray], dict]:
     each source records the path or URL used and its checksums.
     """
     files, local_dirs, url_bases, cache = _sources(name)
+    got = obtain_all([files[part] for part in PARTS], dataset=name, local_dirs=local_dirs,
+                     url_bases=url_bases, cache_dir=cache)
     raw: dict[str, np.ndarray] = {}
     sources: dict[str, dict] = {}
-    for part in PARTS:
-        expected = files[part]
-        got = obtain(
-            expected,
-            dataset=name,
-            local_dirs=local_dirs,
-            urls=[base + expected.filename for base in url_bases],
-            cache_dir=cache,
-        )
-        label = got.source.get("path") or got.source["url"]
-        if got.payload is not None:
-            raw[part] = parse_idx(got.payload, label)
+    for part, verified in zip(PARTS, got, strict=True):
+        label = verified.source.get("path") or verified.source["url"]
+        if verified.payload is not None:
+            raw[part] = parse_idx(verified.payload, label)
         else:
-            raw[part] = parse_idx_gz(got.data, label)
-        sources[part] = got.source
+            raw[part] = parse_idx_gz(verified.data, label)
+        sources[part] = verified.source
     arrays = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
         images, labels = raw[f"{prefix}-images"], raw[f"{prefix}-labels"]

@@ -21,18 +21,22 @@ from vaebench.nets import build_decoder, build_encoder
 
 
 class TrainConfig(BaseModel):
-    """Hyper-parameters shared by every model (one block of ``train.<model>`` in params.yaml)."""
+    """Hyper-parameters shared by every model (one block of ``train.<model>`` in params.yaml).
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    The first four define the experiment and are required; the rest have defaults, which the
+    train stage prints when it starts and logs to MLflow (``config.defaults_used``).
+    """
 
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    latent_dim: PositiveInt
+    epochs: PositiveInt
+    batch_size: PositiveInt
+    lr: PositiveFloat
     arch: Literal["mlp", "conv"] = "mlp"
     hidden: list[PositiveInt] = Field(default_factory=lambda: [400])
-    latent_dim: PositiveInt = 20
     likelihood: Literal["auto", "bernoulli", "gaussian"] = "auto"
-    epochs: PositiveInt = 10
     min_steps: NonNegativeInt = 0  # small datasets: train for at least this many Adam steps
-    batch_size: PositiveInt = 128
-    lr: PositiveFloat = 1e-3
     lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: anneal to 0 over training
 
     def total_epochs(self, n_train: int) -> int:

@@ -8,7 +8,7 @@ from vaebench.models.base import GaussianLatentModel, TrainConfig
 
 
 class BetaVAEConfig(TrainConfig):
-    beta: NonNegativeFloat = 4.0
+    beta: NonNegativeFloat
 
 
 class BetaVAE(GaussianLatentModel):

@@ -11,9 +11,9 @@ from vaebench.objectives import betatc_objective, betatc_terms, elbo
 
 
 class BetaTCVAEConfig(TrainConfig):
-    alpha: NonNegativeFloat = 1.0
-    beta: NonNegativeFloat = 6.0
-    gamma: NonNegativeFloat = 1.0
+    alpha: NonNegativeFloat
+    beta: NonNegativeFloat
+    gamma: NonNegativeFloat
 
 
 class BetaTCVAE(GaussianLatentModel):

@@ -10,7 +10,7 @@ from vaebench.objectives import elbo, iwae_objective, log_importance_weights
 
 
 class IWAEConfig(TrainConfig):
-    k: PositiveInt = 5
+    k: PositiveInt
 
 
 class IWAE(GaussianLatentModel):

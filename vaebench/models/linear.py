@@ -2,7 +2,9 @@
 
 Encoder q(z|x) = N(V x + b, diag D) with D independent of x; decoder p(x|z) = N(W z + mu,
 sigma^2 I) with sigma^2 learned. Its ELBO, KL to the exact posterior and optimum are known in
-closed form (``vaebench.theory``), which the report checks against the trained model.
+closed form (``vaebench.theory``), which the report checks against the trained model. With
+beta != 1 it maximizes E_q log p(x|z) - beta KL, whose optimum is again closed form (the ordinary
+linear VAE with the noise variance scaled by beta, for fixed sigma^2; Lucas et al. 2019, sec. 5).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from pydantic import NonNegativeFloat
 from torch import Tensor, nn
 
 from vaebench.models.base import DataInfo, GaussianLatentModel, TrainConfig
@@ -20,6 +23,7 @@ class LinearVAEConfig(TrainConfig):
     arch: Literal["linear"] = "linear"  # type: ignore[assignment]
     likelihood: Literal["gaussian"] = "gaussian"  # type: ignore[assignment]
     hidden: list[int] = []
+    beta: NonNegativeFloat = 1.0  # the KL weight; the beta sweep runs on this model
 
 
 class LinearEncoder(nn.Module):

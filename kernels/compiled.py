@@ -15,15 +15,16 @@ eps at flat position i of the (S, N, D) sample tensor is ``tl.randn(seed, i)`` a
 reference: ``philox_words`` below is Philox-4x32-10 written for speed inside a graph (one
 wrapping int64 product per multiply, masks deferred to where they matter) and gives the same
 words as ``reference.philox4x32`` bit for bit (``tests/kernels/test_rng.py``); Box-Muller is
-``reference.box_muller`` on ``uniform_from_word``. Without ``keep``, inductor computes
-Philox, Box-Muller and z in one loop (eps never leaves registers); with ``keep``, one loop
-writes eps and a second writes z.
+``reference.box_muller`` on ``uniform_from_word``. Inductor computes Philox, Box-Muller and
+z in one loop over (S, N * D); eps leaves registers only when it is kept for backward.
 
 Why eps is kept for backward on this backend (the Triton one regenerates it): on a CPU the
 Philox rounds, not memory, bound the op (a few percent of copy bandwidth,
 ``reports/kernels/latent_bench_cpu.md``), so drawing once and keeping eps, as autograd does
 for ``torch.randn`` noise, costs a store and a load per element where regenerating costs the
-whole draw again. eps is only kept when mu or logvar requires grad.
+whole draw again. eps is only kept when mu or logvar requires grad. (Saving z, the output,
+and using sigma eps = z - mu would cost no memory at all, but z's rounding then enters the
+gradient: with |sigma eps| near ulp(mu) the logvar gradient is off by up to 100%.)
 
 float16 and bfloat16 inputs are computed in float32. ``n_samples`` enters as
 ``n_samples + 2`` because dynamo specializes integer arguments equal to 0 or 1.
@@ -95,10 +96,17 @@ def uniform_from_word(word: Tensor) -> Tensor:
     return (x ^ (x >> 31)).to(torch.float32) * reference.UNIFORM_SCALE
 
 
-def _eps(shape: tuple, key: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """eps of ``shape`` (S, N, D): ``tl.randn(seed, offset + i)`` at flat position i."""
-    counter = torch.arange(shape[0] * shape[1] * shape[2], device=device,
-                           dtype=torch.int64).view(shape) + key[2]
+def _eps(shape: tuple, key: Tensor, row_stride: int, device: torch.device, dtype: torch.dtype
+         ) -> Tensor:
+    """eps of ``shape`` (S, N, D): ``tl.randn(seed, offset + i)`` at flat position i.
+
+    ``row_stride`` is N * D, passed as its own (symbolic) integer: the counter
+    s * row_stride + (n * D + d) then cannot be merged into one flat loop index, so inductor
+    loops over (S, N * D) here as for z = mu + sigma eps, and fuses the two loops.
+    """
+    s, n, d = shape
+    counter = (torch.arange(s, device=device, dtype=torch.int64)[:, None, None] * row_stride
+               + torch.arange(n * d, device=device, dtype=torch.int64).view(1, n, d) + key[2])
     r0, r1 = philox_words(counter & MASK32, counter >> 32, key[0], key[1])
     return reference.box_muller(uniform_from_word(r0), uniform_from_word(r1)).to(dtype)
 
@@ -108,11 +116,11 @@ def _kl(mu: Tensor, lv: Tensor) -> Tensor:
     return 0.5 * (mu * mu + torch.exp(lv) - 1.0 - lv).sum(-1)
 
 
-def _sample_forward(mu: Tensor, lv: Tensor, key: Tensor, n_samples_p2: int, *, lp: bool,
-                    keep_eps: bool):
+def _sample_forward(mu: Tensor, lv: Tensor, key: Tensor, n_samples_p2: int, row_stride: int, *,
+                    lp: bool, keep_eps: bool):
     """z = mu + sigma eps (S, N, D); kl (N,); log q, log p (S, N) if ``lp``; eps if kept."""
     n, d = mu.shape
-    eps = _eps((n_samples_p2 - 2, n, d), key, mu.device, mu.dtype)
+    eps = _eps((n_samples_p2 - 2, n, d), key, row_stride, mu.device, mu.dtype)
     z = mu + torch.exp(0.5 * lv) * eps
     out = [z, _kl(mu, lv)]
     if lp:
@@ -162,20 +170,20 @@ def _kl_backward(mu: Tensor, lv: Tensor, g_kl: Tensor):
 
 # One top-level function per variant: dynamo keeps compiled graphs per code object, so
 # variants sharing one (a closure) would count against one recompile limit.
-def _forward_plain(mu, lv, key, n_samples_p2):
-    return _sample_forward(mu, lv, key, n_samples_p2, lp=False, keep_eps=False)
+def _forward_plain(mu, lv, key, n_samples_p2, row_stride):
+    return _sample_forward(mu, lv, key, n_samples_p2, row_stride, lp=False, keep_eps=False)
 
 
-def _forward_keep(mu, lv, key, n_samples_p2):
-    return _sample_forward(mu, lv, key, n_samples_p2, lp=False, keep_eps=True)
+def _forward_keep(mu, lv, key, n_samples_p2, row_stride):
+    return _sample_forward(mu, lv, key, n_samples_p2, row_stride, lp=False, keep_eps=True)
 
 
-def _forward_lp(mu, lv, key, n_samples_p2):
-    return _sample_forward(mu, lv, key, n_samples_p2, lp=True, keep_eps=False)
+def _forward_lp(mu, lv, key, n_samples_p2, row_stride):
+    return _sample_forward(mu, lv, key, n_samples_p2, row_stride, lp=True, keep_eps=False)
 
 
-def _forward_lp_keep(mu, lv, key, n_samples_p2):
-    return _sample_forward(mu, lv, key, n_samples_p2, lp=True, keep_eps=True)
+def _forward_lp_keep(mu, lv, key, n_samples_p2, row_stride):
+    return _sample_forward(mu, lv, key, n_samples_p2, row_stride, lp=True, keep_eps=True)
 
 
 _FORWARDS = {(False, False): _forward_plain, (False, True): _forward_keep,
@@ -227,7 +235,7 @@ class LatentCompiled(torch.autograd.Function):
             return (_compiled_fn("kl_forward", _kl)(mu2, lv2),)
         keep = bool(ctx.needs_input_grad[0] or ctx.needs_input_grad[1])
         outs = list(_forward_fn(want_lp, keep)(mu2, lv2, _key(seed, offset, mu2.device),
-                                               n_samples + 2))
+                                               n_samples + 2, n * d))
         z, kl = outs[0], outs[1]
         ctx.save_for_backward(mu, logvar, outs[-1] if keep else None)
         out = []

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import platform
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -27,16 +26,6 @@ OUT = REPORTS / "gradients"
 LABELS = {"reparameterization": "reparameterization",
           "score_function": "score function",
           "score_function_loo": "score function + LOO baseline"}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def load_config(params_file: str):
@@ -69,8 +58,9 @@ def run_study(cfg, bundle) -> list[dict]:
     runs = []
     for bi, beta in enumerate(cfg.betas):
         torch.manual_seed(cfg.seed)
-        mcfg = config_class("beta_vae")(hidden=cfg.hidden, latent_dim=cfg.latent_dim, beta=beta,
-                                        batch_size=cfg.batch_size, lr=cfg.lr)
+        mcfg = config_class("beta_vae")(  # epochs unused: the study trains by steps
+            hidden=cfg.hidden, latent_dim=cfg.latent_dim, beta=float(beta), epochs=1,
+            batch_size=cfg.batch_size, lr=cfg.lr)
         model = build_model("beta_vae", mcfg, data_info(bundle), backend="eager")
         pool = fixed_inputs(bundle, bundle.x_train, model.likelihood)
         checkpoints = []
@@ -215,7 +205,7 @@ def figures(result: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     from vaebench.gradients import ESTIMATORS
-    from vaebench.train import atomic_write_bytes
+    from vaebench.io import atomic_write
 
     runs = result["runs"]
     fig, axes = plt.subplots(2, len(runs), figsize=(4.2 * len(runs), 7), squeeze=False,
@@ -243,7 +233,7 @@ def figures(result: dict, out: Path) -> None:
     axes[0, 0].legend(fontsize=8)
     axes[1, 0].legend(fontsize=8)
     fig.tight_layout()
-    atomic_write_bytes(out / "variance.png", lambda p: fig.savefig(p, format="png", dpi=110))
+    atomic_write(out / "variance.png", lambda p: fig.savefig(p, format="png", dpi=110))
     plt.close(fig)
 
     layers = [g["group"] for g in runs[0]["checkpoints"][0]["groups"] if g["group"] != "all"]
@@ -269,15 +259,14 @@ def figures(result: dict, out: Path) -> None:
     axes[1, 0].set_ylabel("cos(grad recon, grad KL)")
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
-    atomic_write_bytes(out / "balance.png", lambda p: fig.savefig(p, format="png", dpi=110))
+    atomic_write(out / "balance.png", lambda p: fig.savefig(p, format="png", dpi=110))
     plt.close(fig)
 
 
 @app.command()
 def main(params_file: str = typer.Option("params.yaml", "--params")) -> None:
-    import torch
-
-    from vaebench.train import atomic_write_bytes, atomic_write_json
+    from vaebench.io import atomic_write_json, atomic_write_text
+    from vaebench.machine import machine_info
 
     cfg = load_config(params_file)
     bundle = guarded(lambda: load_bundle(cfg.dataset))
@@ -287,9 +276,10 @@ def main(params_file: str = typer.Option("params.yaml", "--params")) -> None:
     t0 = time.perf_counter()
     runs = run_study(cfg, bundle)
     verdict, agreement = summarize(runs, cfg.confidence)
+    machine = machine_info(ROOT, gemm="aten")
     result = {
-        "date": dt.datetime.now().isoformat(timespec="seconds"), "cpu": cpu_model(),
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "date": dt.datetime.now().isoformat(timespec="seconds"), "cpu": machine["cpu"],
+        "threads": int(machine["torch_threads"]), "torch": machine["torch"], "machine": machine,
         "config": cfg.model_dump(), "dim": bundle.dim, "n_pool": len(bundle.x_train),
         "estimators": LABELS, "baseline": "leave-one-out mean of the other K-1 draws "
         "(Kool, van Hoof & Welling 2019)", "verdict": verdict,
@@ -299,8 +289,7 @@ def main(params_file: str = typer.Option("params.yaml", "--params")) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     figures(result, OUT)
     atomic_write_json(OUT / "gradients.json", result)
-    md = render_markdown(result)
-    atomic_write_bytes(OUT / "gradients.md", lambda p: p.write_text(md))
+    atomic_write_text(OUT / "gradients.md", render_markdown(result))
     typer.echo(verdict)
 
 

@@ -113,7 +113,8 @@ def linear_problem():
     torch.manual_seed(0)
     d, k, n = 6, 2, 16
     info = DataInfo(dim=d, image_shape=None, kind="continuous")
-    model = build_model("linear", config_class("linear")(latent_dim=k), info, backend="eager")
+    cfg = config_class("linear")(latent_dim=k, epochs=1, batch_size=n, lr=1e-3)
+    model = build_model("linear", cfg, info, backend="eager")
     model = model.double()
     with torch.no_grad():
         model.encoder.logvar.copy_(torch.tensor([-0.7, 0.2]))

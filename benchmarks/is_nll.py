@@ -10,7 +10,9 @@ eq. 8), K = ``k`` samples per point, by:
   ``nn.Sequential`` of ``nn.Linear`` layers holding the same weights;
 - ``vaebench.evaluate.importance_log_weights`` (the evaluate stage today);
 - ``vaebench.importance.importance_log_weights`` with the model's backend ``eager`` and
-  ``compile`` (the same draws as the evaluate stage's).
+  ``compile`` (the same draws as the evaluate stage's), and with ``compile`` and the GEMM
+  library forced to ``aten`` (the BLAS the straightforward evaluation's ``nn.Linear`` uses:
+  the speed-up without oneDNN, as on CPUs where MKL is as fast).
 
 They run interleaved, ``repeats`` times; the table gives median seconds, the speed-up over
 the straightforward evaluation, and each L_K with its standard error over points.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import time
 from pathlib import Path
 
@@ -84,12 +87,13 @@ def main(k: int = 500, points: int = 500, k_chunk: int = 100, bs: int = 500, rep
          threads: int = typer.Option(0, help="torch threads (0: torch's default)")) -> None:
     if threads:
         torch.set_num_threads(threads)
+    load_start = os.getloadavg()[0]
     from vaebench import data, evaluate, importance
     from vaebench.config import Cell, load_params, run_spec
     from vaebench.inputs import fixed_inputs
     from vaebench.io import atomic_write_json, atomic_write_text
     from vaebench.machine import machine_info
-    from vaebench.nets.linear import current_gemm
+    from vaebench.nets.linear import current_gemm, set_gemm
     from vaebench.tracking import NullTracker
     from vaebench.train import train
 
@@ -109,10 +113,16 @@ def main(k: int = 500, points: int = 500, k_chunk: int = 100, bs: int = 500, rep
     x = fixed_inputs(bundle, bundle.x_test, "bernoulli")[:points]
     encoder, decoder = plain_copy(model)
 
-    def run_fast(backend: str):
+    gemm = current_gemm()
+
+    def run_fast(backend: str, lib: str = gemm):
         def fn():
             model.backend = backend
-            return importance.importance_log_weights(model, x, None, k, seed, bs, k_chunk)
+            set_gemm(lib)
+            try:
+                return importance.importance_log_weights(model, x, None, k, seed, bs, k_chunk)
+            finally:
+                set_gemm(gemm)
         return fn
 
     def run_evaluate():
@@ -125,6 +135,7 @@ def main(k: int = 500, points: int = 500, k_chunk: int = 100, bs: int = 500, rep
         "evaluate": run_evaluate,
         "importance eager": run_fast("eager"),
         "importance compile": run_fast("compile"),
+        "importance compile aten": run_fast("compile", "aten"),
     }
     run_fast("compile")()  # compiles the compile backend's graphs before any timing
     seconds: dict[str, list[float]] = {name: [] for name in loops}
@@ -137,11 +148,12 @@ def main(k: int = 500, points: int = 500, k_chunk: int = 100, bs: int = 500, rep
             bounds[name] = bound(log_w)
     med = {name: float(np.median(v)) for name, v in seconds.items()}
     speedup = {name: med["straightforward"] / med[name] for name in med}
-    machine = machine_info(ROOT, gemm=current_gemm())
+    machine = machine_info(ROOT, gemm=gemm)
     result = {"date": dt.date.today().isoformat(), "device": machine["cpu"], "machine": machine,
               "threads": torch.get_num_threads(), "k": k, "points": points, "k_chunk": k_chunk,
-              "study_backend": spec.study.backend, "gemm": current_gemm(), "seconds": seconds,
-              "median_seconds": med, "speedup": speedup, "L_K": bounds, "target": TARGET}
+              "study_backend": spec.study.backend, "gemm": gemm, "seconds": seconds,
+              "median_seconds": med, "speedup": speedup, "L_K": bounds, "target": TARGET,
+              "load_average": [load_start, os.getloadavg()[0]]}
     atomic_write_json(out / "is_nll.json", result)
     labels = {
         "straightforward": "straightforward batched PyTorch (torch.randn, one decoder pass per "
@@ -149,6 +161,8 @@ def main(k: int = 500, points: int = 500, k_chunk: int = 100, bs: int = 500, rep
         "evaluate": f"vaebench.evaluate.importance_log_weights (backend `{spec.study.backend}`)",
         "importance eager": "vaebench.importance.importance_log_weights, backend `eager`",
         "importance compile": "vaebench.importance.importance_log_weights, backend `compile`",
+        "importance compile aten": "the same with `study.gemm: aten` (nn.Linear's BLAS, as the "
+                                   "straightforward evaluation)",
     }
     rows = []
     for name in loops:
@@ -162,7 +176,9 @@ def main(k: int = 500, points: int = 500, k_chunk: int = 100, bs: int = 500, rep
         "# Importance-sampled NLL: vaebench against a straightforward batched evaluation",
         "",
         f"{result['date']}, {machine['cpu']}, {result['threads']} threads, torch "
-        f"{machine['torch']}, GEMM library `{current_gemm()}`. 784-400-20 VAE trained "
+        f"{machine['torch']}, GEMM library `{gemm}`, load average "
+        f"{load_start:.1f} at the start and {result['load_average'][1]:.1f} at the end (2 cores, "
+        "shared). 784-400-20 VAE trained "
         f"{train_epochs} epochs by vaebench on Fashion-MNIST; NLL = -L_K with K = {k} on the "
         f"first {points} test points (binarized once); {repeats} runs of each evaluation, "
         f"interleaved. Target: at least {TARGET:g}x the straightforward evaluation.",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import time
 from pathlib import Path
 
@@ -175,6 +176,7 @@ def main(epochs: int = 3, repeats: int = 3, seed: int = 0,
          threads: int = typer.Option(0, help="torch threads (0: torch's default)")) -> None:
     if threads:
         torch.set_num_threads(threads)
+    load_start = os.getloadavg()[0]
     from vaebench import data
     from vaebench.config import Cell, load_params, run_spec
     from vaebench.inputs import fixed_inputs
@@ -237,6 +239,7 @@ def main(epochs: int = 3, repeats: int = 3, seed: int = 0,
         "gemm_floor_gflops": {k: gemm_flops_per_step() * n_steps / med[k] / 1e9
                               for k in med if k.startswith("gemm floor")},
         "targets": TARGETS, "breakdown_seconds": breakdown,
+        "load_average": [load_start, os.getloadavg()[0]],
         "gemm_microseconds_128x784x400": gemm_us,
     }
     atomic_write_json(out / "train_throughput.json", result)
@@ -278,7 +281,9 @@ def render(result: dict, gemm: str, seed: int) -> str:
         "# Training throughput: vaebench against its floors and a DataLoader loop",
         "",
         f"{result['date']}, {result['device']}, {result['threads']} threads, torch "
-        f"{result['torch']}, kernel backend `{result['backend']}`. Fashion-MNIST "
+        f"{result['torch']}, kernel backend `{result['backend']}`, load average "
+        f"{result['load_average'][0]:.1f} at the start and {result['load_average'][1]:.1f} at "
+        "the end (2 cores, shared). Fashion-MNIST "
         f"({result['n_train']} training images, {result['steps_per_epoch']} steps of 128 per "
         f"epoch), 784-400-20 MLP VAE, Adam 1e-3, {result['epochs']} epochs per run, "
         f"{result['repeats']} runs of each loop, interleaved (one run of every loop, then the "

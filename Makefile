@@ -54,6 +54,7 @@ bench-kernels: setup
 
 bench-train: setup
 	$(PY) -m benchmarks.train_throughput
+	$(PY) -m benchmarks.is_nll
 
 # On a CUDA machine with its own python3 (torch, triton, pytest): kernel tests on the GPU and
 # the micro-benchmarks (reports/kernels/latent_bench_cuda.md). Installs nothing.

@@ -169,6 +169,28 @@ def reparameterize_kl(mu: Tensor, logvar: Tensor, n_samples: int = 1, seed: int 
     return module.reparameterize_kl(mu, logvar, n_samples, seed)
 
 
+def log_q_at(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """log q(z|x) = log N(z; mu, diag exp(logvar)) per row, differentiated at fixed z.
+
+    The score-function (REINFORCE) estimator needs this: its gradient with respect to mu and
+    logvar is the score, with z detached (``reference.log_q_at``). The log q returned by
+    ``reparameterize(..., with_log_probs=True)`` has the same value but is differentiated
+    with eps held fixed, so its d/d mu is 0: use it for pathwise gradients only.
+    z: (..., D) or (S, ..., D), the shape of mu (the same dtype and device); returns (...) or
+    (S, ...), float32 (float64 for float64 inputs). Plain PyTorch on every backend.
+    """
+    _validate(mu, logvar)
+    if not isinstance(z, Tensor):
+        raise TypeError(f"z must be a torch.Tensor, got {type(z).__name__}")
+    if tuple(z.shape[-mu.dim():]) != tuple(mu.shape) or z.dim() > mu.dim() + 1:
+        raise ValueError(f"z must have shape {tuple(mu.shape)} or (n_samples, "
+                         f"*{tuple(mu.shape)}), got {tuple(z.shape)}")
+    if z.dtype != mu.dtype or z.device != mu.device:
+        raise TypeError(f"z must have mu's dtype and device ({mu.dtype}, {mu.device}), "
+                        f"got {z.dtype}, {z.device}")
+    return reference.log_q_at(z, mu, logvar)
+
+
 def step_seed(base_seed: int, step: int, stream: int = 0) -> int:
     """A 63-bit seed for training step ``step``: distinct for every step of a (base_seed, stream).
 
@@ -189,5 +211,5 @@ def step_seed(base_seed: int, step: int, stream: int = 0) -> int:
     return x
 
 
-__all__ = ["BACKENDS", "available_backends", "gaussian_kl", "reparameterize",
+__all__ = ["BACKENDS", "available_backends", "gaussian_kl", "log_q_at", "reparameterize",
            "reparameterize_kl", "resolve_backend", "set_default_backend", "step_seed"]

@@ -209,6 +209,23 @@ def log_q_from_eps(logvar: Tensor, eps: Tensor) -> Tensor:
     return -0.5 * (eps * eps + logvar + LOG_2PI).sum(-1)
 
 
+def log_q_at(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """log N(z; mu, diag exp(logvar)) per row, differentiated in mu and logvar at fixed z.
+
+    z is detached: the gradient is the score grad_phi log q_phi(z|x) of the score-function
+    (REINFORCE) estimator, grad E_q f(z) = E_q[f(z) grad_phi log q_phi(z|x)] (Williams 1992;
+    Mohamed et al. 2020, sec. 4), with d/d mu = (z - mu) / sigma^2 and
+    d/d logvar = ((z - mu)^2 / sigma^2 - 1) / 2 per coordinate. ``log_q_from_eps`` is the same
+    value written through eps, whose d/d mu is 0 and d/d logvar -1/2 (eps held fixed): right
+    for the pathwise (reparameterization) gradient, wrong for REINFORCE.
+    z of shape (..., D) or (S, ..., D) broadcasts against mu, logvar of shape (..., D).
+    """
+    acc = acc_dtype(mu.dtype)
+    diff = z.detach().to(acc) - mu.to(acc)
+    lv = logvar.to(acc)
+    return -0.5 * (diff * diff * torch.exp(-lv) + lv + LOG_2PI).sum(-1)
+
+
 def log_p_standard(z: Tensor) -> Tensor:
     """log N(z; 0, I) per row."""
     return -0.5 * (z * z + LOG_2PI).sum(-1)

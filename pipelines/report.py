@@ -87,7 +87,9 @@ def write_report(params, runs, reports_dir: Path):
     wall = {"train": f"{sum(r.train.get('stage_seconds', 0.0) for r in runs):.0f}",
             "evaluate": f"{sum(r.eval_seconds for r in runs if r.eval_seconds == r.eval_seconds):.0f}"}
     machine = machine_info(ROOT, resolve_gemm(params.study.gemm))
-    html = page.render(report, figures, pictures, planted, machine, wall)
+    grad_path = reports_dir / "gradients" / "gradients.json"
+    gradients = read_json(grad_path) if grad_path.exists() else None
+    html = page.render(report, figures, pictures, planted, machine, wall, gradients)
     atomic_write_text(reports_dir / "index.html", html)
     return report
 

@@ -27,6 +27,7 @@ from pydantic import (
     ConfigDict,
     Field,
     NonNegativeInt,
+    PositiveFloat,
     PositiveInt,
     StrictFloat,
     StrictInt,
@@ -184,6 +185,23 @@ class TheoryConfig(_Strict):
     min_subspace_similarity: float = Field(0.9, ge=0, le=1)
 
 
+class GradientStudyConfig(_Strict):
+    """The gradient study (``gradients:`` in params.yaml; these are its defaults)."""
+
+    dataset: str = "digits"
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [256])
+    latent_dim: PositiveInt = 8
+    betas: list[PositiveFloat] = Field(default_factory=lambda: [0.25, 1.0, 4.0])
+    checkpoints: list[int] = Field(default_factory=lambda: [0, 50, 300, 2000])
+    batch_size: PositiveInt = 128       # training batch, and B of every replicate
+    lr: PositiveFloat = 1e-3
+    samples: int = Field(4, ge=2)       # K draws per point (the LOO baseline needs K >= 2)
+    replicates: int = Field(256, ge=8)  # R minibatch estimates per estimator and checkpoint
+    bootstrap: int = Field(999, ge=99)  # bootstrap resamples for every interval
+    confidence: float = Field(0.95, gt=0, lt=1)
+    seed: int = 0
+
+
 class Params(_Strict):
     study: StudyConfig
     data: dict[str, dict[str, Any] | None]
@@ -191,6 +209,7 @@ class Params(_Strict):
     sweep: SweepConfig
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
     theory: TheoryConfig = Field(default_factory=TheoryConfig)
+    gradients: GradientStudyConfig = Field(default_factory=GradientStudyConfig)
 
 
 def _one_line(err: ValidationError, prefix: str) -> str:
@@ -238,6 +257,9 @@ def parse_params(raw: dict[str, Any]) -> Params:
         if name not in params.data:
             raise ConfigError(f"data.{name}: missing required key (dataset {name!r} is in the "
                               "study but has no data block)")
+    if params.gradients.dataset not in params.data:
+        raise ConfigError(f"gradients.dataset: {params.gradients.dataset!r} has no data block; "
+                          "valid choices: " + ", ".join(params.data))
     if "linear" not in params.train and params.study.linear:
         raise ConfigError("train.linear: missing required key (study.linear is set)")
     if "beta" in params.sweep.train:

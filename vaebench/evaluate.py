@@ -21,6 +21,7 @@ from torch import Tensor
 
 import kernels
 from vaebench import estimators
+from vaebench.importance import importance_log_weights as fast_log_weights
 from vaebench.inputs import fixed_inputs, preprocessing_name
 from vaebench.models import GaussianLatentModel
 from vaebench.objectives import log_importance_weights
@@ -113,6 +114,9 @@ def importance_log_weights(model: GaussianLatentModel, x: Tensor, y: Tensor | No
                            seed: int, bs: int, k_chunk: int = 100) -> Tensor:
     """log w (K, N) for the IS log-likelihood, drawn in chunks of samples (Burda et al. eq. 7).
 
+    The plain version, through ``model.terms``: the reference that the evaluation's fast path,
+    ``vaebench.importance.importance_log_weights``, is tested against (same draws, same values).
+
     Sample chunk j uses its own seed, so the K draws are independent; the first k of them are
     the common random numbers behind every L_k.
     """
@@ -186,7 +190,8 @@ def importance_sampling(ctx: Context) -> dict[str, Any]:
         per_class = []
         for c in range(classes):
             yc = torch.full((ni,), c, dtype=torch.long)
-            lw = importance_log_weights(ctx.model, x, yc, cfg.iw_k, ctx.seed + c, ctx.bs)
+            with torch.no_grad():
+                lw = fast_log_weights(ctx.model, x, yc, cfg.iw_k, ctx.seed + c, ctx.bs)
             per_class.append(estimators.iw_bounds_crn(lw, ks))
         bounds = {k: torch.logsumexp(torch.stack([pc[k] for pc in per_class]) +
                                      log_prior[:, None], dim=0) for k in ks}
@@ -194,7 +199,8 @@ def importance_sampling(ctx: Context) -> dict[str, Any]:
         given = torch.stack([pc[cfg.iw_k] for pc in per_class]).gather(0, y_true[None])[0]
         out.update(log_w=None, nll_conditional=_est(-given), classes=classes)
     else:
-        log_w = importance_log_weights(ctx.model, x, None, cfg.iw_k, ctx.seed, ctx.bs)
+        with torch.no_grad():
+            log_w = fast_log_weights(ctx.model, x, None, cfg.iw_k, ctx.seed, ctx.bs)
         bounds = estimators.iw_bounds_crn(log_w, ks)
         out.update(log_w=log_w, nll_conditional=None, classes=None)
     out["bounds"] = {k: _est(v) for k, v in bounds.items()}

@@ -151,3 +151,23 @@ def test_empty_batch(backend, device):
     mu = torch.zeros(0, 5, device=device)
     z, kl = kernels.reparameterize_kl(mu, mu, 3, backend=backend)
     assert z.shape == (3, 0, 5) and kl.shape == (0,)
+
+
+def test_compile_backend_does_not_recompile_for_new_sizes_samples_or_seeds(inputs):
+    """After one call with n_samples == 1 and one with n_samples > 1 (dynamo specializes
+    sizes of 1), the graphs serve every batch size, sample count and seed."""
+    from torch._dynamo.utils import counters
+
+    def run(n, s, seed):
+        mu, logvar = inputs((n, 6), requires_grad=True, seed=n)
+        z, kl = kernels.reparameterize_kl(mu, logvar, s, seed=seed, backend="compile")
+        (z.sum() + kl.sum()).backward()
+        with torch.no_grad():
+            kernels.reparameterize_kl(mu, logvar, s, seed=seed, backend="compile")
+
+    for n, s in [(5, 3), (6, 2), (5, 1), (6, 1)]:  # warm-up; the first calls may specialize
+        run(n, s, 0)
+    before = counters["stats"]["unique_graphs"]
+    for n, s, seed in [(7, 4, 2), (9, 1, 3), (33, 5, 2**62 + 1), (2, 7, 5)]:
+        run(n, s, seed)
+    assert counters["stats"]["unique_graphs"] == before

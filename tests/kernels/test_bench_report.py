@@ -32,16 +32,28 @@ def _row(backend, n, d, s, mode, median):
 
 
 def test_targets_cpu_and_cuda(bench):
-    results = [_row("eager", 4096, 64, 1, "fwd+bwd", 1.0), _row("compile", 4096, 64, 1, "fwd+bwd", 0.4),
-               _row("compile", 256, 32, 1, "fwd+bwd", 0.9), _row("eager", 256, 32, 1, "fwd+bwd", 1.0),
+    results = [_row("torch", 4096, 64, 1, "fwd+bwd", 1.0), _row("compile", 4096, 64, 1, "fwd+bwd", 0.4),
+               _row("eager", 4096, 64, 1, "fwd+bwd", 2.0),
+               _row("torch", 4096, 64, 5, "fwd", 1.0), _row("compile", 4096, 64, 5, "fwd", 1.1),
+               _row("compile", 256, 32, 1, "fwd+bwd", 0.9), _row("torch", 256, 32, 1, "fwd+bwd", 1.0),
+               _row("torch", 65536, 128, 1, "fwd", 1.0), _row("compile", 65536, 128, 1, "fwd", 0.6),
+               _row("torch", 65536, 256, 1, "fwd", 1.0), _row("compile", 65536, 256, 1, "fwd", 0.9),
                _row("compile", 65536, 256, 5, "fwd+bwd", 0.5)]
-    rows = {(r["backend"], r["N"], r["S"]): r for r in bench.evaluate_targets(results, 2.0, False)}
-    assert rows[("compile", 4096, 1)]["met"] == "yes"
-    assert rows[("compile", 4096, 1)]["vs_eager"] == pytest.approx(2.5)
-    assert rows[("compile", 256, 1)]["target"] == ""            # below the size threshold
-    assert rows[("compile", 65536, 5)]["met"] == "n/a (eager skipped)"
-    assert rows[("eager", 4096, 1)]["GB/s"] == pytest.approx(1.0)
-    assert rows[("eager", 4096, 1)]["copy_fraction"] == pytest.approx(0.5)
+    rows = {(r["backend"], r["N"], r["D"], r["S"], r["mode"]): r
+            for r in bench.evaluate_targets(results, 2.0, False)}
+    ok = rows[("compile", 4096, 64, 1, "fwd+bwd")]
+    assert ok["met"] == "yes" and ok["target"] == "compile >= 1x torch"
+    assert ok["vs_torch"] == pytest.approx(2.5) and ok["vs_eager"] == pytest.approx(5.0)
+    assert rows[("compile", 4096, 64, 5, "fwd")]["met"] == "no"     # slower than torch
+    assert rows[("compile", 256, 32, 1, "fwd+bwd")]["target"] == ""  # below the size threshold
+    big = rows[("compile", 65536, 128, 1, "fwd")]                    # 1.67x < 2x
+    assert big["target"] == "compile >= 2x torch" and big["met"] == "no"
+    wide = rows[("compile", 65536, 256, 1, "fwd")]                   # the 2x is for 65536x128
+    assert wide["target"] == "compile >= 1x torch" and wide["met"] == "yes"
+    assert rows[("compile", 65536, 256, 5, "fwd+bwd")]["met"] == "n/a (torch skipped)"
+    assert rows[("torch", 4096, 64, 1, "fwd+bwd")]["target"] == ""
+    assert rows[("eager", 4096, 64, 1, "fwd+bwd")]["GB/s"] == pytest.approx(0.5)
+    assert rows[("eager", 4096, 64, 1, "fwd+bwd")]["copy_fraction"] == pytest.approx(0.25)
 
     # CUDA: 1 GB/s of 1.2 GB/s copy (83%), 3.5x eager, but only 1.2x compile -> missed
     gpu = [_row("triton", 65536, 128, 1, "fwd+bwd", 1.0), _row("eager", 65536, 128, 1, "fwd+bwd", 3.5),
@@ -61,6 +73,22 @@ def test_report_files_are_written_atomically(bench, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv", "t.md"]
     text = (tmp_path / "t.md").read_text()
     assert "| compile | 4096 | 64 | 1 | fwd | 500.000 |" in text and "skipped" in text
+    assert "x torch" in text
     lines = [x for x in (tmp_path / "t.csv").read_text().splitlines() if not x.startswith("#")]
     (row,) = csv.DictReader(lines)
     assert float(row["GB/s"]) == pytest.approx(2.0) and row["backend"] == "compile"
+
+
+def test_interleaved_rounds_rotate_and_stop(bench, monkeypatch):
+    monkeypatch.setattr(bench, "_rounds", lambda step: {"a": 2, "b": 4}[step.__name__])
+    calls = []
+
+    def a():
+        calls.append("a")
+
+    def b():
+        calls.append("b")
+
+    times = bench.interleaved({"a": a, "b": b})
+    assert {k: len(v) for k, v in times.items()} == {"a": 2, "b": 4}
+    assert calls == ["a", "b", "b", "a", "b", "b"]  # rotating order, a drops out after 2

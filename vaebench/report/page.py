@@ -79,8 +79,31 @@ def burda_table() -> tables.Table:
                          "active units"], rows)
 
 
+def gradients_section(doc: dict | None) -> dict[str, Any] | None:
+    """The gradient study's part of the page, from reports/gradients/gradients.json."""
+    if not doc:
+        return None
+    cfg = doc["config"]
+    lows = [next(g for g in ck["groups"] if g["group"] == "all")["ratio"]["score_function"][1]
+            for run in doc["runs"] for ck in run["checkpoints"]]
+    note = (f"{doc['date']}, {doc['cpu']}. A β-VAE per β on {cfg['dataset']} (MLP "
+            f"{cfg['hidden']}, z = {cfg['latent_dim']}); at each listed Adam step, "
+            f"R = {cfg['replicates']} paired minibatch estimates (B = {cfg['batch_size']}, "
+            f"K = {cfg['samples']}) of the encoder's ELBO gradient by reparameterization, the "
+            "score function, and the score function with a leave-one-out baseline; variance is "
+            "the trace of the covariance, intervals are BCa bootstrap over replicates.")
+    return {"note": note, "verdict": doc["verdict"], "holds": min(lows) > 1,
+            "table": tables.gradients_table(doc),
+            "figures": [{"src": "gradients/variance.png", "alt": "gradient variance",
+                         "caption": "trace variance of each estimator and the ratios to "
+                                    "reparameterization, over training, per β"},
+                        {"src": "gradients/balance.png", "alt": "recon/KL balance",
+                         "caption": "β‖∇KL‖ / ‖∇recon‖ and cos(∇recon, ∇KL) per encoder layer"}]}
+
+
 def render(report: Report, figures: dict[str, str], pictures: dict[str, list[str]],
-           planted: dict | None, machine: dict[str, str], wall: dict[str, str]) -> str:
+           planted: dict | None, machine: dict[str, str], wall: dict[str, str],
+           gradients: dict | None = None) -> str:
     """The page. ``figures`` maps figure key -> path and ``pictures`` maps run -> paths, both
     relative to the page; only these are referenced."""
     import jinja2
@@ -148,4 +171,4 @@ def render(report: Report, figures: dict[str, str], pictures: dict[str, list[str
         mig_variant="; ".join(variants) or "not stated", linear=tables.linear_table(runs),
         published=published_table(report), burda_source=b["source"],
         burda_protocol=b["protocol"], burda=burda_table(), runs=tables.runs_table(runs),
-        pictures=pics)
+        gradients=gradients_section(gradients), pictures=pics)

@@ -135,6 +135,25 @@ def planted_bugs_table(doc: dict | None) -> Table:
     return Table(cols, rows, classes)
 
 
+def gradients_table(doc: dict | None) -> Table:
+    """Variance of the encoder's minibatch gradient, score function against reparameterization,
+    per beta and Adam step, from reports/gradients/gradients.json."""
+    cols = ["β", "Adam step", "train ELBO", "Var reparam", "score fn / reparam [95% CI]",
+            "score fn + LOO / reparam [95% CI]"]
+    rows = []
+
+    def ci(t: list[float]) -> str:
+        return f"{t[0]:.3g} [{t[1]:.3g}, {t[2]:.3g}]"
+
+    for run in (doc or {}).get("runs", []):
+        for ck in run["checkpoints"]:
+            g = next(x for x in ck["groups"] if x["group"] == "all")
+            rows.append([f"{run['beta']:g}", str(ck["step"]), fmt(ck["elbo"]),
+                         f"{g['variance']['reparameterization'][0]:.3g}",
+                         ci(g["ratio"]["score_function"]), ci(g["ratio"]["score_function_loo"])])
+    return Table(cols, rows)
+
+
 def collapse_table(cells: pd.DataFrame, runs: Sequence[RunData]) -> Table:
     """Active units, KL and I_q(x; z) bracketed beside its log N ceiling, per cell."""
     cols = ["cell", "active units", "KL total", "I_q lower (≤ log N)", "I_q upper", "log N",

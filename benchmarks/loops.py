@@ -1,0 +1,156 @@
+"""The floors vaebench's training loop is measured against, and where its time goes.
+
+- ``run_minimal``: the framework's own floor, a minimal eager step loop on the same
+  784-400-20 VAE: batches gathered by index from a training set binarized once in memory,
+  ``torch.randn`` noise, fused Adam, nothing else (no validation, no checkpoint, no stats).
+- ``gemm_floor_epoch``: the step's GEMMs alone (forward, input and weight gradients of every
+  Linear layer, as backprop runs them), an epoch's worth, in a given GEMM library.
+- ``profile_breakdown``: torch.profiler over whole epochs of a loop, self CPU time grouped by
+  kind of op; what no op accounts for (Python, numpy) is the remainder of the wall time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BATCH = 128
+SIZES = (784, 400, 20)  # data, hidden, latent
+
+
+class PlainVAE(nn.Module):
+    """pytorch/examples' VAE: 784-400-20, the encoder's two heads as two Linear layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(784, 400)
+        self.fc21 = nn.Linear(400, 20)
+        self.fc22 = nn.Linear(400, 20)
+        self.fc3 = nn.Linear(20, 400)
+        self.fc4 = nn.Linear(400, 784)
+
+    def forward(self, x):
+        h = F.relu(self.fc1(x))
+        mu, logvar = self.fc21(h), self.fc22(h)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        logits = self.fc4(F.relu(self.fc3(z)))
+        return logits, mu, logvar
+
+
+def plain_loss(logits, x, mu, logvar):
+    """Negative ELBO per point: Bernoulli reconstruction plus the analytic KL."""
+    rec = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
+    return rec + kl
+
+
+def run_minimal(x_train: np.ndarray, levels: int, epochs: int, seed: int,
+                on_epoch: Callable[[], None] | None = None) -> tuple[list[float], PlainVAE]:
+    """Seconds per epoch of the minimal eager loop (training steps, nothing else)."""
+    torch.manual_seed(seed)
+    model = PlainVAE()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    grey = torch.from_numpy(np.ascontiguousarray(x_train)).float() / (levels - 1)
+    x = torch.bernoulli(grey)  # binarized once, in memory, before any timing
+    n = len(x)
+    steps = n // BATCH
+    seconds = []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        perm = torch.randperm(n)
+        for b in range(steps):
+            xb = x.index_select(0, perm[b * BATCH:(b + 1) * BATCH])
+            logits, mu, logvar = model(xb)
+            loss = plain_loss(logits, xb, mu, logvar).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        seconds.append(time.perf_counter() - t0)
+        if on_epoch is not None:
+            on_epoch()
+    return seconds, model
+
+
+def step_gemms() -> list[tuple[str, int, int, int]]:
+    """The GEMMs of one training step, (name, M, K, N) for an (M x K) @ (K x N) product.
+
+    Forward x W^T for each layer; backward dY W (input gradient; not for the first layer,
+    whose input is data) and dY^T X (weight gradient). The encoder's two heads are one
+    400 x 40 product in vaebench's MLP (``vaebench/nets/mlp.py``)."""
+    d, h, k = SIZES
+    b = BATCH
+    layers = [("enc 784-400", b, d, h, False), ("enc 400-40", b, h, 2 * k, True),
+              ("dec 20-400", b, k, h, True), ("dec 400-784", b, h, d, True)]
+    out = []
+    for name, m, fan_in, fan_out, input_grad in layers:
+        out.append((f"{name} forward", m, fan_in, fan_out))
+        if input_grad:
+            out.append((f"{name} input grad", m, fan_out, fan_in))
+        out.append((f"{name} weight grad", fan_out, m, fan_in))
+    return out
+
+
+def _gemm_calls(lib: str) -> list[Callable[[], torch.Tensor]]:
+    from vaebench.nets.linear import ONEDNN_MIN_MACS, _x_wt
+
+    g = torch.Generator().manual_seed(0)
+    calls = []
+    for _, m, k, n in step_gemms():
+        a = torch.randn(m, k, generator=g)
+        wt = torch.randn(n, k, generator=g)  # (N, K): a @ wt.T, as F.linear stores weights
+        if lib == "onednn" and m * k * n >= ONEDNN_MIN_MACS:
+            calls.append(lambda a=a, wt=wt: _x_wt(a, wt))
+        else:
+            calls.append(lambda a=a, wt=wt: a @ wt.t())
+    return calls
+
+
+def gemm_floor_epoch(lib: str, steps: int) -> float:
+    """Seconds for ``steps`` steps' GEMMs in ``lib`` ("aten": the BLAS behind nn.Linear;
+    "onednn": oneDNN where vaebench's Linear would use it, aten below ``ONEDNN_MIN_MACS``)."""
+    calls = _gemm_calls(lib)
+    for c in calls:  # warm-up
+        c()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        for c in calls:
+            c()
+    return time.perf_counter() - t0
+
+
+def gemm_flops_per_step() -> int:
+    return sum(2 * m * k * n for _, m, k, n in step_gemms())
+
+
+CATEGORIES = {
+    "GEMMs": ("aten::mm", "aten::addmm", "aten::bmm", "mkldnn::_linear_pointwise",
+              "aten::_addmm_activation"),
+    "optimizer (fused Adam)": ("aten::_fused_adam_", "aten::_fused_adamw_"),
+}
+
+
+def profile_breakdown(run: Callable[[], None]) -> dict[str, float]:
+    """Seconds of ``run()`` by kind of work: GEMMs, the optimizer, every other torch op
+    (elementwise, reductions, copies, indexing), and the rest of the wall time (Python,
+    numpy, autograd bookkeeping), from torch.profiler's self CPU times."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        run()
+        wall = time.perf_counter() - t0
+    out = dict.fromkeys([*CATEGORIES, "other torch ops"], 0.0)
+    for ev in prof.key_averages():
+        if ev.key.startswith(("## Call", "Torch-Compiled", "autograd::engine")):
+            continue
+        secs = ev.self_cpu_time_total / 1e6
+        kind = next((c for c, names in CATEGORIES.items() if ev.key in names), "other torch ops")
+        out[kind] += secs
+    out["Python, numpy and the rest"] = max(wall - sum(out.values()), 0.0)
+    out["wall"] = wall
+    return out

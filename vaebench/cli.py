@@ -5,9 +5,13 @@
     vaebench evaluate vae digits --seed 0
     vaebench report
     vaebench study            # every stage of params.yaml, in order (no caching)
+    vaebench queue -j 2       # DVC's queued experiments on 2 workers (vaebench/queue.py)
+    vaebench sweep --ray ADDR # every run's train and evaluate as Ray tasks (vaebench/sweep.py)
 """
 
 from __future__ import annotations
+
+import time
 
 import typer
 
@@ -45,6 +49,37 @@ def study(params_file: str = typer.Option("params.yaml", "--params")) -> None:
         evaluate_stage.main(model=cell.model, dataset=cell.dataset, seed=cell.seed, beta=beta,
                             params_file=params_file, track=True)
     report(params_file=params_file)
+
+
+@app.command("queue", help="Run DVC's queued experiments (`dvc exp run --queue`) on N workers, "
+                              "each with cores // N torch threads, and wait for them.")
+def queue(jobs: int = typer.Option(2, "-j", "--jobs", help="queue workers to start"),
+          wait: bool = typer.Option(True, help="wait until the queue is empty")) -> None:
+    from pathlib import Path
+
+    from pipelines.common import ROOT, fail
+    from vaebench import queue as q
+
+    root = Path(ROOT)
+    try:
+        before = {e.rev for e in q.entries(root) if e.status in q.ACTIVE}
+        share = q.start_workers(root, jobs)
+        typer.echo(f"started {jobs} queue worker(s), {share} torch thread(s) each, for "
+                   f"{len(before)} experiment(s)")
+        if not wait:
+            return
+        t0 = time.perf_counter()
+        done = [e for e in q.wait(root) if e.rev in before]
+    except q.QueueError as err:
+        fail(str(err))
+        return
+    for e in done:
+        typer.echo(f"{e.name}: {e.status}")
+    typer.echo(f"queue done in {time.perf_counter() - t0:.1f} s; compare with `dvc exp show`")
+    failed = [e.name for e in done if e.status != "Success"]
+    if failed:
+        fail(f"{len(failed)} experiment(s) did not succeed: {', '.join(failed)}; see "
+             f"`dvc queue logs NAME`", code=1)
 
 
 if __name__ == "__main__":

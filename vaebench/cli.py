@@ -82,5 +82,41 @@ def queue(jobs: int = typer.Option(2, "-j", "--jobs", help="queue workers to sta
              f"`dvc queue logs NAME`", code=1)
 
 
+@app.command("sweep", help="Run the study's stale stages on a Ray cluster, one task per run "
+                              "(train, then evaluate), and record them with `dvc commit`.")
+def sweep(ray_address: str = typer.Option(..., "--ray", help="the cluster: HOST:PORT of its "
+                                          "head, ray://HOST:PORT, auto, or local"),
+          cpus: int = typer.Option(1, min=1, help="CPUs per task (its torch threads)"),
+          gpus: int = typer.Option(0, min=0, max=1, help="GPUs per task"),
+          force: bool = typer.Option(False, help="run every stage, stale or not"),
+          lock_wait: float = typer.Option(0.0, min=0.0, help="seconds to wait for a run "
+                                          "another sweep is writing (0: refuse it)"),
+          params_file: str = typer.Option("params.yaml", "--params")) -> None:
+    import os
+    import sys
+    from pathlib import Path
+
+    from pipelines.common import ROOT, fail, params_or_exit
+    from vaebench.sweep import SweepError
+    from vaebench.sweep import sweep as run_sweep
+
+    params = params_or_exit(params_file)
+    t0 = time.perf_counter()
+    try:
+        report = run_sweep(Path(ROOT), params, ray_address, cpus=cpus, gpus=gpus, force=force,
+                           lock_wait_s=lock_wait, echo=typer.echo)
+    except SweepError as err:
+        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr, flush=True)
+        os._exit(2)  # a Ray client left waiting on a dead address would hold the exit
+    typer.echo(f"sweep done in {time.perf_counter() - t0:.1f} s: {len(report['recorded'])} "
+               "stage(s) recorded in dvc.lock; `dvc repro` runs what is left (the report)")
+    problems = report["refused"] + report["failed"]
+    for line in problems:
+        typer.echo(line, err=True)
+    if problems:
+        fail(f"{len(report['refused'])} run(s) refused, {len(report['failed'])} failed "
+             "(above); the others are recorded", code=1)
+
+
 if __name__ == "__main__":
     app()

@@ -54,7 +54,7 @@ def main(model: str, dataset: str,
     from vaebench.io import atomic_write_json
     from vaebench.machine import machine_info
     from vaebench.nets.linear import resolve_gemm
-    from vaebench.tracking import flatten, run_tags
+    from vaebench.tracking import TrackingFailed, flatten, run_tags
     from vaebench.train import TrainingDiverged, train
 
     out = RUNS / cell.run / "train"
@@ -87,6 +87,10 @@ def main(model: str, dataset: str,
     except TrainingDiverged as err:
         tracker.end("FAILED")
         fail(str(err), code=1)
+    except TrackingFailed as err:  # the store went away: one line, the checkpoint stays
+        tracker.end("FAILED")
+        fail(f"{err}; the checkpoint of epoch {_kept_epoch(out)} is kept: rerun to resume",
+             code=1)
     except BaseException:
         tracker.end("FAILED")
         raise
@@ -98,13 +102,25 @@ def main(model: str, dataset: str,
         "defaults_used": spec.defaults, "resumed_from_epoch": state.resumed_from,
         "stage_seconds": time.time() - started, "machine": machine_info(ROOT, gemm)})
     tracker.log_metrics({"train_seconds": state.seconds})
-    tracker.end("FINISHED")
+    try:
+        tracker.end("FINISHED")
+    except TrackingFailed as err:
+        fail(f"{err}; the run trained to the end and wrote its outputs, but its MLflow record "
+             "is incomplete: rerun to train and log it again", code=1)
     if "id" in mlflow_run:
         record(mlflow_run["id"], finished=True)
     last = state.history[-1] if state.history else {}
     how = (f"resumed at epoch {state.resumed_from}" if state.resumed_from else "from scratch")
     typer.echo(f"{cell.run}: {state.epoch} epochs ({how}) in {state.seconds:.1f} s, "
                f"val ELBO {last.get('val_elbo', float('nan')):.3f} nats")
+
+
+def _kept_epoch(out) -> int:
+    """The epoch of the checkpoint in ``out`` (0 when there is none)."""
+    import torch
+
+    path = out / "checkpoint.pt"
+    return int(torch.load(path, weights_only=False)["state"]["epoch"]) if path.exists() else 0
 
 
 if __name__ == "__main__":

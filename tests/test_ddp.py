@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,10 +48,10 @@ def project(tmp_path_factory):
 @pytest.mark.slow
 def test_two_processes_equal_one_process_computing_both_shards(project, tmp_path):
     work, raw = project
-    torchrun = shutil.which("torchrun", path=str(Path(__import__("sys").executable).parent))
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     assert torchrun, "torchrun is installed with torch"
     env = env_for(work, VAEBENCH_ROOT=str(work), OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
-    port = __import__("socket").socket()
+    port = socket.socket()
     port.bind(("127.0.0.1", 0))
     free = str(port.getsockname()[1])
     port.close()
@@ -85,3 +87,25 @@ def test_two_processes_equal_one_process_computing_both_shards(project, tmp_path
     _, single = train(spec, data.load(work / "data" / "digits"), tmp_path / "one",
                       NullTracker(), "fp", progress=False)
     assert single.history[-1]["val_elbo"] != ref.history[-1]["val_elbo"]
+
+
+def test_the_gpu_preset_is_a_valid_study_of_conv_models_on_cuda():
+    from vaebench.config import cells, load_params
+
+    params = load_params(ROOT / "presets" / "gpu.yaml")
+    assert params.study.device == "cuda" and params.study.backend == "auto"
+    grid = [c for c in cells(params) if c.group == "grid"]
+    assert grid and {params.train[c.model]["arch"] for c in grid} == {"conv"}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_study_device_cuda_without_a_gpu_is_a_one_line_error_before_any_work(tmp_path):
+    raw = micro_params(device="cuda")
+    (tmp_path / "params.yaml").write_text(json.dumps(raw))
+    env = env_for(tmp_path, VAEBENCH_ROOT=str(tmp_path))
+    out = subprocess.run([sys.executable, "-m", "pipelines.train", "vae", "digits", "--seed",
+                          "0"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "error: study.device: 'cuda', but torch sees no CUDA device; valid choices here: cpu"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written

@@ -9,7 +9,7 @@ export TORCHINDUCTOR_CACHE_DIR ?= $(abspath .cache/inductor)
 # multi-GB CUDA build. Override with `make TORCH_SPEC='torch>=2.4' ...` elsewhere.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup study test ui bench-kernels bench-train gpu-check lint
+.PHONY: setup study test ui bench-kernels bench-train bench-scaling gpu-check lint
 
 setup: $(VENV)/.installed
 
@@ -40,6 +40,14 @@ bench-kernels: setup
 
 bench-train: setup
 	$(PY) -m benchmarks.train_throughput
+
+# DVC's queue against dvc repro (presets/tiny.yaml), Ray's overhead per task, MLflow's time per
+# logged metric on PostgreSQL and SQLite: reports/benchmarks/scaling.md. PostgreSQL is installed
+# (as root) when missing.
+bench-scaling: setup
+	$(PY) -m benchmarks.scaling tracking
+	$(PY) -m benchmarks.scaling ray
+	$(PY) -m benchmarks.scaling queue
 
 # On a CUDA machine with its own python3 (torch, triton, pytest): kernel tests on the GPU and
 # the micro-benchmarks (reports/kernels/latent_bench_cuda.md). Installs nothing.

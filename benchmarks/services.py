@@ -1,6 +1,7 @@
 """Throw-away services on loopback for the tests and benchmarks of a shared tracking store: a
 PostgreSQL cluster (Debian's ``postgresql`` package) with its own data folder, run by a
-non-root user, and an ``mlflow server`` on it with its artifact root on disk.
+non-root user, and an ``mlflow server`` on it with its artifact root on disk; and scratch
+copies of the project (git + DVC) to run DVC's queue or Ray on.
 
     with Postgres() as pg, mlflow_server(pg.uri("mlflow"), artifacts) as url:
         os.environ["MLFLOW_TRACKING_URI"] = url     # what a user sets to share the store
@@ -26,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROLE = "vaebench"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class ServiceUnavailable(RuntimeError):
@@ -162,3 +164,32 @@ def mlflow_server(backend_uri: str, artifacts: Path, workers: int = 2,
                 os.killpg(proc.pid, 9)
                 proc.wait()
         log.close()
+
+
+def project_env(work: Path, **extra: str) -> dict[str, str]:
+    """The environment a user's shell would have in ``work``: the venv first on PATH, no
+    tracking, and nothing that points at another checkout."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "VAEBENCH_NO_TRACK": "1",
+           "TORCHINDUCTOR_CACHE_DIR": str(ROOT / ".cache" / "inductor"), **extra}
+    for key in ("MLFLOW_TRACKING_URI", "VAEBENCH_ROOT", "PYTHONPATH", "VAEBENCH_THREADS"):
+        if key not in extra:
+            env.pop(key, None)
+    return env
+
+
+def scratch_project(work: Path, params_yaml: str) -> dict[str, str]:
+    """Copy the project's code and dvc.yaml into ``work`` with ``params_yaml`` as params.yaml,
+    make it a git repository with one commit and DVC initialised; return its environment."""
+    for name in ("vaebench", "kernels", "pipelines"):
+        shutil.copytree(ROOT / name, work / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(ROOT / name, work / name)
+    (work / "params.yaml").write_text(params_yaml)
+    env = project_env(work)
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "scratch@vaebench"],
+                ["git", "config", "user.name", "scratch"], ["dvc", "init", "-q"],
+                ["git", "add", "-A"], ["git", "commit", "-q", "-m", "scratch project"]):
+        subprocess.run(cmd, cwd=work, env=env, check=True, capture_output=True)
+    return env

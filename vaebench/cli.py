@@ -90,8 +90,8 @@ def sweep(ray_address: str = typer.Option(..., "--ray", help="the cluster: HOST:
           gpus: int = typer.Option(0, min=0, max=1, help="GPUs per task"),
           force: bool = typer.Option(False, help="run every stage, stale or not"),
           lock_wait: float = typer.Option(0.0, min=0.0, help="seconds to wait for a run "
-                                          "another sweep is writing (0: refuse it)"),
-          params_file: str = typer.Option("params.yaml", "--params")) -> None:
+                                          "another sweep is writing (0: refuse it)")
+          ) -> None:
     import os
     import sys
     from pathlib import Path
@@ -100,7 +100,7 @@ def sweep(ray_address: str = typer.Option(..., "--ray", help="the cluster: HOST:
     from vaebench.sweep import SweepError
     from vaebench.sweep import sweep as run_sweep
 
-    params = params_or_exit(params_file)
+    params = params_or_exit("params.yaml")  # the file dvc.yaml's stages read
     t0 = time.perf_counter()
     try:
         report = run_sweep(Path(ROOT), params, ray_address, cpus=cpus, gpus=gpus, force=force,

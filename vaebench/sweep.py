@@ -139,11 +139,16 @@ def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
 # -- what to run -------------------------------------------------------------------------------
 def stage_table(root: Path) -> dict[str, Stage]:
     """DVC's stages by the path of each of their outputs."""
+    from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
-    with Repo(str(root)) as repo:
-        return {str(out.def_path): Stage(s.addressing, s.cmd)
-                for s in repo.index.stages for out in s.outs}
+    try:
+        with Repo(str(root)) as repo:
+            return {str(out.def_path): Stage(s.addressing, s.cmd)
+                    for s in repo.index.stages for out in s.outs}
+    except DvcException as err:
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        raise SweepError(f"{root}: DVC cannot read the project ({reason})") from None
 
 
 def stale(root: Path, names: list[str]) -> set[str]:
@@ -255,8 +260,12 @@ def sweep(root: Path, params: Params, address: str, cpus: int = 1, gpus: int = 0
 
     root = root.resolve()
     connect(address)  # first: an address that does not answer fails in seconds
-    subprocess.run([sys.executable, "-m", "pipelines.validate"], cwd=root, check=True,
-                   stdout=subprocess.DEVNULL, env={**os.environ, "VAEBENCH_ROOT": str(root)})
+    checked = subprocess.run([sys.executable, "-m", "pipelines.validate"], cwd=root,
+                             capture_output=True, text=True,
+                             env={**os.environ, "VAEBENCH_ROOT": str(root)})
+    if checked.returncode != 0:
+        raise SweepError((checked.stderr.strip().splitlines() or ["validate failed"])[-1]
+                         .removeprefix("error: "))
     work = plan(root, params, force)
     resources = {"num_cpus": cpus, "num_gpus": gpus}
     task = ray.remote(max_retries=MAX_RETRIES)(run_stages).options(**resources)

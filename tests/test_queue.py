@@ -101,3 +101,12 @@ def test_two_queued_experiments_on_two_workers_equal_the_same_run_in_turn(tmp_pa
         assert queued[2] == in_turn[2] == "1"  # the worker ran with its share of the cores
         results[name] = queued[0]
     assert results["base"] != results["lr5"]  # the variations are different experiments
+
+
+def test_starting_the_queue_with_nothing_queued_is_a_one_line_error(tmp_path):
+    env = scratch_project(tmp_path, micro_params())
+    out = run(["python", "-m", "vaebench.cli", "queue", "-j", "2"], tmp_path, env, check=False)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "error: nothing is queued; queue experiments with `dvc exp run --queue -S KEY=VALUE` "
+        "first"]

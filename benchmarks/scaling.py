@@ -34,6 +34,7 @@ from vaebench.io import atomic_write_json, atomic_write_text, read_json
 from vaebench.machine import cpu_model
 
 OUT = ROOT / "reports" / "benchmarks"
+STORES = ("SQLite file", "PostgreSQL", "server on SQLite", "server on PostgreSQL")
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 
 
@@ -87,7 +88,9 @@ def queue(params: str = "presets/tiny.yaml", repeats: int = 2) -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     _save("queue", {"params": params, "seeds": seeds, "repeats": repeats, "seconds": times,
                     "median_seconds": med,
-                    "speedup": med["dvc repro"] / med["queue, 2 workers"]})
+                    "paired_speedups": [r / q for r, q in zip(times["dvc repro"],
+                                                              times["queue, 2 workers"],
+                                                              strict=True)]})
 
 
 # -- Ray ---------------------------------------------------------------------------------------
@@ -161,11 +164,11 @@ def tracking(calls: int = 100, repeats: int = 3) -> None:
         tmp_ = Path(tmp)
         (tmp_ / "art-pg").mkdir()
         (tmp_ / "art-sqlite").mkdir()
-        stores = {"SQLite file": f"sqlite:///{tmp_}/direct.db",
-                  "PostgreSQL": pg.create_database("direct")}
+        stores = {STORES[0]: f"sqlite:///{tmp_}/direct.db",
+                  STORES[1]: pg.create_database("direct")}
         with mlflow_server(pg.create_database("served"), tmp_ / "art-pg") as pg_url, \
                 mlflow_server(f"sqlite:///{tmp_}/served.db", tmp_ / "art-sqlite") as lite_url:
-            stores.update({"server on SQLite": lite_url, "server on PostgreSQL": pg_url})
+            stores.update({STORES[2]: lite_url, STORES[3]: pg_url})
             for uri in stores.values():  # create the schemas and warm the connections
                 _time_logging(uri, tmp_, 5, 1)
             per: dict[str, dict[str, list[float]]] = {
@@ -185,6 +188,12 @@ def tracking(calls: int = 100, repeats: int = 3) -> None:
 
 
 # -- the report --------------------------------------------------------------------------------
+def _spread(values: list[float]) -> str:
+    """median [min, max]"""
+    return (f"{statistics.median(values):.2f} [{min(values):.2f}, {max(values):.2f}]"
+            if len(values) > 1 else f"{values[0]:.2f}")
+
+
 def _where(r: dict) -> str:
     load = ", ".join(str(x) for x in r["load_average_1_5_15"])
     return f"{r['date']}, {r['cpu']}, {r['cores']} cores, load average {load} (1/5/15 min)"
@@ -207,7 +216,9 @@ def write_report(results: dict) -> None:
                   "-S study.seeds=[k]` and run by `vaebench queue -j 2` (1 torch thread per "
                   f"worker); {r['repeats']} repeats, interleaved; tracking off.", "",
                   "| how | median wall time (s) | each repeat (s) |", "|---|---|---|", *rows, "",
-                  f"Ratio dvc repro / queue: **{r['speedup']:.2f}**. On 2 cores little is to be "
+                  "Paired ratios dvc repro / queue, repeat by repeat: "
+                  f"{_spread([a / b for a, b in zip(*r['seconds'].values(), strict=True)])}"
+                  ". On 2 cores little is to be "
                   "gained: each experiment prepares its data, validates and reports on its own, "
                   "the workers' setup (celery, a git copy per experiment) costs seconds, and "
                   "the stages are short.", ""]
@@ -233,17 +244,25 @@ def write_report(results: dict) -> None:
     if "tracking" in results:
         r = results["tracking"]
         med = r["median_ms_per_metric"]
-        base = med["SQLite file"]
-        rows = [f"| {k} | {v['1 per call']:.2f} | {v['8 per call']:.2f} | "
-                f"{v['1 per call'] / base['1 per call']:.2f} |" for k, v in med.items()]
+        per = r["ms_per_metric"]
+
+        def paired(store: str, mode: str) -> str:  # against the SQLite file, round by round
+            return _spread([a / b for a, b in zip(per[store][mode], per["SQLite file"][mode],
+                                                  strict=True)])
+
+        rows = [f"| {k} | {v['1 per call']:.1f} | {v['8 per call']:.1f} | "
+                f"{paired(k, '1 per call')} | {paired(k, '8 per call')} |"
+                for k, v in sorted(med.items(), key=lambda kv: STORES.index(kv[0]))]
         lines += ["## MLflow: time per logged metric", "", _where(r) + f"; MLflow {r['mlflow']}"
                   f", PostgreSQL on loopback; {r['calls']} `log_metrics` calls per measurement "
                   f"through `vaebench.tracking.MLflowTracker`, {r['repeats']} repeats, "
                   "interleaved; medians.", "",
                   "| store | ms per metric, 1 per call | ms per metric, 8 per call (an epoch's "
-                  "row) | 1 per call, relative to the SQLite file |", "|---|---|---|---|", *rows,
-                  "", "A stage logs one row of ~8 metrics per epoch on a background thread "
-                  "(`BackgroundTracker`), so a few ms per metric never slows training.", ""]
+                  "row) | relative to the SQLite file, 1 per call | relative, 8 per call |",
+                  "|---|---|---|---|---|", *rows, "",
+                  "Relative: the store's time over the SQLite file's in the same round, median "
+                  "[min, max] over the rounds. A stage logs one row of ~8 metrics per epoch, on a "
+                  "background thread (`BackgroundTracker`), off the training loop.", ""]
     atomic_write_text(OUT / "scaling.md", "\n".join(lines))
 
 

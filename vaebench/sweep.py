@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # the Ray workers import this module: keep it free of torch
     from vaebench.config import Cell, Params
 
 CONNECT_TIMEOUT_S = 6.0  # the command's imports come on top: a one-line error within 10 s
-PROBE_TIMEOUT_S = 2.0  # a Ray head answers at once
+PROBE_TIMEOUT_S = 1.0  # a Ray head answers the HTTP/2 preface at once
 MAX_RETRIES = 3  # Ray's retries of a task whose worker or node died
 PASSED_ENV = ("MLFLOW_", "VAEBENCH_", "TORCHINDUCTOR_CACHE_DIR")
 

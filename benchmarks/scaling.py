@@ -1,7 +1,7 @@
 """Scaling out, measured on this machine: DVC's queue against one `dvc repro`, Ray's overhead
 per task, and MLflow's time per logged metric on PostgreSQL against SQLite.
 
-    python -m benchmarks.scaling queue      # a study as 2 queued experiments on 2 workers vs dvc repro
+    python -m benchmarks.scaling queue      # a small study as queued experiments on 2 workers vs dvc repro
     python -m benchmarks.scaling ray        # a Ray task's round trip, and the sweep's task vs direct
     python -m benchmarks.scaling tracking   # ms per logged metric: SQLite, PostgreSQL, a server on each
     python -m benchmarks.scaling report     # reports/benchmarks/scaling.md from scaling.json
@@ -61,36 +61,54 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
 
 
 # -- DVC's queue -------------------------------------------------------------------------------
-@app.command()
-def queue(params: str = "presets/tiny.yaml", repeats: int = 2) -> None:
-    """The study of ``params`` (one seed per experiment) as queued experiments on 2 workers,
-    against one `dvc repro` of the whole study, each from a cold start in a fresh copy."""
+def reduced_study(params: str) -> str:
+    """``params`` (presets/tiny.yaml) cut to the vae on digits (2 epochs) and the beta sweep at
+    beta 1.0, every seed kept: 2 runs per seed, a stage in seconds on an idle machine."""
     import yaml
 
-    text = (ROOT / params).read_text()
+    raw = yaml.safe_load((ROOT / params).read_text())
+    raw["study"].update(models=["vae"], datasets=["digits"], linear_datasets=[])
+    raw["train"]["vae"]["epochs"] = 2
+    raw["sweep"]["betas"] = [1.0]
+    return yaml.safe_dump(raw, sort_keys=False)
+
+
+@app.command()
+def queue(params: str = "presets/tiny.yaml", repeats: int = 2, reduce: bool = True,
+          targets: str = "evaluate evaluate_sweep") -> None:
+    """The study of ``params`` as one queued experiment per seed on 2 workers (1 torch thread
+    each), against one `dvc repro` of all seeds (torch's default threads), each from a cold
+    start in a fresh copy; both reproduce ``targets`` (the runs; the report is left out)."""
+    import yaml
+
+    text = reduced_study(params) if reduce else (ROOT / params).read_text()
     seeds = yaml.safe_load(text)["study"]["seeds"]
+    stages = targets.split()
     times: dict[str, list[float]] = {"dvc repro": [], "queue, 2 workers": []}
     for _ in range(repeats):
         for mode in times:
-            with tempfile.TemporaryDirectory(prefix="vaebench-scaling-") as tmp:
+            # the queue's workers linger a few seconds after it empties, writing to .dvc/tmp
+            with tempfile.TemporaryDirectory(prefix="vaebench-scaling-",
+                                             ignore_cleanup_errors=True) as tmp:
                 work = Path(tmp)
                 env = scratch_project(work, text)
                 if mode == "dvc repro":
-                    times[mode].append(_run(["dvc", "repro"], work, env))
+                    times[mode].append(_run(["dvc", "repro", *stages], work, env))
+                    print(mode, f"{times[mode][-1]:.1f} s", flush=True)
                     continue
                 t0 = time.perf_counter()
                 for seed in seeds:  # one experiment per seed, as a user splits a study
-                    _run(["dvc", "exp", "run", "--queue", "-S", f"study.seeds=[{seed}]"],
-                         work, env)
+                    _run(["dvc", "exp", "run", "--queue", "-S", f"study.seeds=[{seed}]",
+                          *stages], work, env)
                 _run([sys.executable, "-m", "vaebench.cli", "queue", "-j", "2"], work, env)
                 times[mode].append(time.perf_counter() - t0)
+                subprocess.run(["dvc", "queue", "stop"], cwd=work, env=env,
+                               capture_output=True)
             print(mode, f"{times[mode][-1]:.1f} s", flush=True)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    _save("queue", {"params": params, "seeds": seeds, "repeats": repeats, "seconds": times,
-                    "median_seconds": med,
-                    "paired_speedups": [r / q for r, q in zip(times["dvc repro"],
-                                                              times["queue, 2 workers"],
-                                                              strict=True)]})
+        med = {k: statistics.median(v) for k, v in times.items()}  # saved after every pair
+        _save("queue", {"params": params, "reduced": reduce, "targets": stages, "seeds": seeds,
+                        "repeats": len(times["dvc repro"]), "seconds": times,
+                        "median_seconds": med})
 
 
 # -- Ray ---------------------------------------------------------------------------------------
@@ -209,8 +227,12 @@ def write_report(results: dict) -> None:
         rows = [f"| {k} | {r['median_seconds'][k]:.1f} | "
                 + ", ".join(f"{t:.1f}" for t in v) + " |" for k, v in r["seconds"].items()]
         lines += ["## The study on DVC's queue", "", _where(r) + ".", "",
-                  f"`{r['params']}` (not the default study: that takes ~25 min and the machine "
-                  "is shared), from a cold start in a fresh copy each time: one `dvc repro` "
+                  f"`{r['params']}`"
+                  + (" cut to the vae on digits (2 epochs) and the beta sweep at beta 1.0 "
+                     "(`benchmarks.scaling.reduced_study`)" if r.get("reduced") else "")
+                  + f", stages `{' '.join(r['targets'])}` and what they need (not the report)"
+                  " — not the default study: that takes ~25 min and the machine is shared. "
+                  "From a cold start in a fresh copy each time: one `dvc repro` "
                   "(torch's default threads), against one experiment per seed "
                   f"({', '.join(str(s) for s in r['seeds'])}) queued with `dvc exp run --queue "
                   "-S study.seeds=[k]` and run by `vaebench queue -j 2` (1 torch thread per "

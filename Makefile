@@ -9,7 +9,7 @@ export TORCHINDUCTOR_CACHE_DIR ?= $(abspath .cache/inductor)
 # multi-GB CUDA build. Override with `make TORCH_SPEC='torch>=2.4' ...` elsewhere.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup study test ui verify planted-bugs bench-kernels bench-train gpu-check lint
+.PHONY: setup study test ui verify planted-bugs bench-kernels bench-train bench-scaling gpu-check lint
 
 setup: $(VENV)/.installed
 
@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[test,triton]"
+	$(PY) -m pip install -q -e ".[test,triton,ray]"
 	@# Debian packages, as root: the Fashion-MNIST files, and Chromium for the browser tests
 	@# (tests/test_report_page.py, tests/test_mlflow_ui.py skip, saying why, without it).
 	@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
@@ -55,6 +55,14 @@ bench-kernels: setup
 bench-train: setup
 	$(PY) -m benchmarks.train_throughput
 	$(PY) -m benchmarks.is_nll
+
+# DVC's queue against dvc repro (presets/tiny.yaml), Ray's overhead per task, MLflow's time per
+# logged metric on PostgreSQL and SQLite: reports/benchmarks/scaling.md. PostgreSQL is installed
+# (as root) when missing.
+bench-scaling: setup
+	$(PY) -m benchmarks.scaling tracking
+	$(PY) -m benchmarks.scaling ray
+	$(PY) -m benchmarks.scaling queue
 
 # On a CUDA machine with its own python3 (torch, triton, pytest): kernel tests on the GPU and
 # the micro-benchmarks (reports/kernels/latent_bench_cuda.md). Installs nothing.

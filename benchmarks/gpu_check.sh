@@ -3,7 +3,8 @@
 # compiled for it, not interpreted), then the micro-benchmarks, which write
 # reports/kernels/latent_bench_cuda.{md,csv}. Needs python3 with torch, triton, numpy, scipy,
 # pytest and pytest-benchmark (nothing is installed). With $OUT set, the logs and the tables
-# are also copied there. Run: `make gpu-check` or `bash benchmarks/gpu_check.sh`.
+# are also copied there. Then a few steps of presets/gpu.yaml (data, a conv VAE trained on the
+# GPU, its evaluation). Run: `make gpu-check` or `bash benchmarks/gpu_check.sh`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
@@ -26,8 +27,38 @@ PYEOF
 tests=${PIPESTATUS[0]}
 "$PY" -m pytest kernels/bench --benchmark-only -q -p no:cacheprovider 2>&1 | tee "$out/gpu_bench.log"
 bench=${PIPESTATUS[0]}
+# A few steps of presets/gpu.yaml on the GPU, in a scratch folder: dSprites (rendered here, no
+# download), one conv VAE trained on CUDA with the Triton backend, and its evaluation (CPU).
+# Needs the project's own dependencies for $PY (pip install -e .); skipped without them.
+# GPU_PRESET_DEVICE=cpu runs the same steps on the CPU (a dry run of this script).
+work="$(mktemp -d)"
+preset=0
+if ! "$PY" -c "import pydantic, typer, matplotlib, sklearn, ruamel.yaml, yaml" 2>/dev/null; then
+  echo "presets/gpu.yaml steps skipped: the project's dependencies are not installed for $PY" \
+    | tee "$out/gpu_preset.log"
+else
+"$PY" - "$work/params.yaml" <<'PYEOF' 2>&1 | tee "$out/gpu_preset.log"
+import os, sys, yaml
+raw = yaml.safe_load(open("presets/gpu.yaml"))
+raw["study"].update(models=["vae"], datasets=["dsprites"], seeds=[0], linear_datasets=[],
+                    device=os.environ.get("GPU_PRESET_DEVICE", "cuda"))
+raw["data"] = {"dsprites": {"n_samples": 20000}, "linear-gaussian": {}}
+raw["train"]["vae"].update(epochs=2, min_steps=0)
+raw["sweep"]["betas"] = [1.0]
+raw["evaluate"].update(elbo_points=500, iw_k=50, iw_ks=[1, 5, 50], iw_points=200,
+                       mi_points=500, disentanglement_points=1000)
+yaml.safe_dump(raw, open(sys.argv[1], "w"), sort_keys=False)
+PYEOF
+for step in "data dsprites" "train vae dsprites --seed 0" "evaluate vae dsprites --seed 0"; do
+  VAEBENCH_ROOT="$work" VAEBENCH_NO_TRACK=1 "$PY" -m pipelines.${step%% *} ${step#* } \
+    --params "$work/params.yaml" 2>&1 | tee -a "$out/gpu_preset.log"
+  [ "${PIPESTATUS[0]}" = 0 ] || { preset=1; break; }
+done
+cp "$work/runs/vae-dsprites/seed0/train/train.json" "$out/gpu_preset_train.json" 2>/dev/null
+fi
+rm -rf "$work"
 if [ "$out" != reports/kernels ]; then
   cp reports/kernels/latent_bench_cuda.md reports/kernels/latent_bench_cuda.csv "$out/" 2>/dev/null
 fi
-echo "kernel tests exit $tests, benchmarks exit $bench"
-exit $(( tests != 0 || bench != 0 ))
+echo "kernel tests exit $tests, benchmarks exit $bench, presets/gpu.yaml steps exit $preset"
+exit $(( tests != 0 || bench != 0 || preset != 0 ))

@@ -15,6 +15,9 @@ DATA = ROOT / "data"
 RUNS = ROOT / "runs"
 REPORTS = ROOT / "reports"
 TRACKING = ROOT / ".cache" / "tracking"  # MLflow run ids per run: not a stage output
+# This process's share of the cores, set by `vaebench queue` and `vaebench sweep` for the stages
+# their workers run (N workers on C cores: C // N threads each); it caps study.threads.
+THREADS_ENV = "VAEBENCH_THREADS"
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -50,8 +53,14 @@ def setup_torch(params: Params) -> None:
 
     import kernels
 
-    if params.study.threads:
-        torch.set_num_threads(params.study.threads)
+    threads = params.study.threads
+    share = os.environ.get(THREADS_ENV)
+    if share:
+        if not share.isdigit() or int(share) < 1:
+            fail(f"${THREADS_ENV}: expected a positive number of threads, got {share!r}")
+        threads = min(threads or int(share), int(share))
+    if threads:
+        torch.set_num_threads(threads)
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(ROOT / ".cache" / "inductor"))
     kernels.set_default_backend(params.study.backend)
 

@@ -5,9 +5,13 @@
     vaebench evaluate vae digits --seed 0
     vaebench report
     vaebench study            # every stage of params.yaml, in order (no caching)
+    vaebench queue -j 2       # DVC's queued experiments on 2 workers (vaebench/queue.py)
+    vaebench sweep --ray ADDR # every run's train and evaluate as Ray tasks (vaebench/sweep.py)
 """
 
 from __future__ import annotations
+
+import time
 
 import typer
 
@@ -76,6 +80,73 @@ def verify(cells: str = typer.Option(",".join(("vae-digits", "linear-linear-gaus
         fail(f"{len(bad)} of {len(rows)} metrics differ beyond their errors: "
              + ", ".join(f"{r.metric} [{r.run}]" for r in bad), code=1)
     typer.echo(summary)
+
+
+@app.command("queue", help="Run DVC's queued experiments (`dvc exp run --queue`) on N workers, "
+                              "each with cores // N torch threads, and wait for them.")
+def queue(jobs: int = typer.Option(2, "-j", "--jobs", help="queue workers to start"),
+          wait: bool = typer.Option(True, help="wait until the queue is empty")) -> None:
+    from pathlib import Path
+
+    from pipelines.common import ROOT, fail
+    from vaebench import queue as q
+
+    root = Path(ROOT)
+    try:
+        before = {e.rev for e in q.entries(root) if e.status in q.ACTIVE}
+        share = q.start_workers(root, jobs)
+        typer.echo(f"started {jobs} queue worker(s), {share} torch thread(s) each, for "
+                   f"{len(before)} experiment(s)")
+        if not wait:
+            return
+        t0 = time.perf_counter()
+        done = [e for e in q.wait(root) if e.rev in before]
+    except q.QueueError as err:
+        fail(str(err))
+        return
+    for e in done:
+        typer.echo(f"{e.name}: {e.status}")
+    typer.echo(f"queue done in {time.perf_counter() - t0:.1f} s; compare with `dvc exp show`")
+    failed = [e.name for e in done if e.status != "Success"]
+    if failed:
+        fail(f"{len(failed)} experiment(s) did not succeed: {', '.join(failed)}; see "
+             f"`dvc queue logs NAME`", code=1)
+
+
+@app.command("sweep", help="Run the study's stale stages on a Ray cluster, one task per run "
+                              "(train, then evaluate), and record them with `dvc commit`.")
+def sweep(ray_address: str = typer.Option(..., "--ray", help="the cluster: HOST:PORT of its "
+                                          "head, ray://HOST:PORT, auto, or local"),
+          cpus: int = typer.Option(1, min=1, help="CPUs per task (its torch threads)"),
+          gpus: int = typer.Option(0, min=0, max=1, help="GPUs per task"),
+          force: bool = typer.Option(False, help="run every stage, stale or not"),
+          lock_wait: float = typer.Option(0.0, min=0.0, help="seconds to wait for a run "
+                                          "another sweep is writing (0: refuse it)")
+          ) -> None:
+    import os
+    import sys
+    from pathlib import Path
+
+    from pipelines.common import ROOT, fail, params_or_exit
+    from vaebench.sweep import SweepError
+    from vaebench.sweep import sweep as run_sweep
+
+    params = params_or_exit("params.yaml")  # the file dvc.yaml's stages read
+    t0 = time.perf_counter()
+    try:
+        report = run_sweep(Path(ROOT), params, ray_address, cpus=cpus, gpus=gpus, force=force,
+                           lock_wait_s=lock_wait, echo=typer.echo)
+    except SweepError as err:
+        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr, flush=True)
+        os._exit(2)  # a Ray client left waiting on a dead address would hold the exit
+    typer.echo(f"sweep done in {time.perf_counter() - t0:.1f} s: {len(report['recorded'])} "
+               "stage(s) recorded in dvc.lock; `dvc repro` runs what is left (the report)")
+    problems = report["refused"] + report["failed"]
+    for line in problems:
+        typer.echo(line, err=True)
+    if problems:
+        fail(f"{len(report['refused'])} run(s) refused, {len(report['failed'])} failed "
+             "(above); the others are recorded", code=1)
 
 
 if __name__ == "__main__":

@@ -93,7 +93,9 @@ class StudyConfig(_Strict):
     linear: list[LinearCell] = Field(default_factory=list)
     backend: str = "auto"
     gemm: str = "auto"  # the GEMM library of the Linear layers (vaebench.nets.linear)
-    device: Literal["cpu"] = "cpu"  # training runs on the CPU; the kernels also run on CUDA
+    # the train stage's device (cuda: presets/gpu.yaml; under torchrun each rank's GPU); the
+    # evaluate stage runs on the CPU
+    device: Literal["cpu", "cuda"] = "cpu"
     threads: PositiveInt | None = None
 
     @field_validator("seeds")

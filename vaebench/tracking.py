@@ -88,6 +88,11 @@ def dataset_splits(bundle, folder: Path, splits: tuple[str, ...]) -> list[Datase
             for split in splits]
 
 
+class TrackingFailed(TrackingUnavailable):
+    """The store failed during the run, after its bounded retries (one line; the MLflow error is
+    its ``__cause__``)."""
+
+
 class Tracker(Protocol):
     def start(self, run_name: str, params: dict[str, Any], tags: dict[str, str],
               resume_id: str | None = None, on_run: Any = None) -> str | None: ...
@@ -291,9 +296,10 @@ class BackgroundTracker:
     and talking to its store (seconds per stage) overlaps the stage's own work.
 
     The store is checked synchronously first (``check_tracking_uri``). A call that fails on the
-    worker is raised, as it is, by the next call of the stage or by ``end``: a store that goes
-    away mid-run fails the stage at the next epoch. ``start`` does not wait either: the stage
-    records the run id in ``on_run``, which runs on the worker once the run exists.
+    worker is raised by the next call of the stage or by ``end``, as a one-line
+    ``TrackingFailed``: a store that goes away mid-run fails the stage at the next epoch.
+    ``start`` does not wait either: the stage records the run id in ``on_run``, which runs on
+    the worker once the run exists.
     """
 
     def __init__(self, experiment: str, root: Path, tracking_uri: str | None = None):
@@ -305,6 +311,7 @@ class BackgroundTracker:
         self.uri = uri
         self._calls: queue.Queue = queue.Queue()
         self._error: BaseException | None = None
+        self.failed = False  # a call failed: later calls, ``end`` included, are skipped
         self._tracker: MLflowTracker | None = None
         self._worker = threading.Thread(target=self._work, args=(experiment, root, uri),
                                         name="mlflow-tracker", daemon=True)
@@ -314,19 +321,29 @@ class BackgroundTracker:
         try:
             self._tracker = MLflowTracker(experiment, root, uri, checked=True)
         except BaseException as err:  # reported to the stage by its next call
-            self._error = err
+            self._fail(err)
         while True:
             item = self._calls.get()
             if item is None:
                 return
             fn, args, done = item
             try:
-                if self._error is None:
+                if not self.failed:
                     done.append(fn(self._tracker, *args))
             except BaseException as err:
-                self._error = err
+                self._fail(err)
             finally:
                 self._calls.task_done()
+
+    def _fail(self, err: BaseException) -> None:
+        """Keep the first failure, as one line naming the store, for the stage's next call."""
+        reason = _reason(err)
+        reason = reason if len(reason) <= 300 else reason[:297] + "..."
+        failure = TrackingFailed(f"MLflow tracking store {self.uri} failed during the run "
+                                 f"({type(err).__name__}: {reason})")
+        failure.__cause__ = err
+        self._error = failure
+        self.failed = True
 
     def _raise(self) -> None:
         if self._error is not None:
@@ -356,9 +373,14 @@ class BackgroundTracker:
         self._call(MLflowTracker.log_artifact, path, artifact_path)
 
     def end(self, status="FINISHED", seconds=None) -> None:
-        """Close the run and wait for every call; the first failure is raised here."""
+        """Close the run and wait for every call; the first failure not yet raised is raised
+        here. After a failure the store is not called again (a dead store would only fail
+        once more, after its retries)."""
         try:
-            self._call(MLflowTracker.end, status, seconds, wait=True)
+            if self.failed:
+                self._raise()
+            else:
+                self._call(MLflowTracker.end, status, seconds, wait=True)
         finally:
             self._calls.put(None)
             self._worker.join(timeout=60)

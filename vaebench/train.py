@@ -21,10 +21,12 @@ import torch
 from tqdm.auto import tqdm
 
 import kernels
+from vaebench import parallel
 from vaebench.inputs import check_stored, model_inputs, seeded_generator
 from vaebench.io import atomic_write
 from vaebench.models import DataInfo, GaussianLatentModel, build_model
 from vaebench.nets.linear import set_gemm
+from vaebench.parallel import Shards
 
 # Seed streams of kernels.step_seed: eps and input noise, in training and validation, never
 # share a seed.
@@ -32,6 +34,8 @@ TRAIN_EPS_STREAM = 0
 VAL_SEED_STREAM = 1
 TRAIN_INPUT_STREAM = 2
 VAL_INPUT_STREAM = 3
+ONE_PROCESS = Shards()  # every shard of each batch in this process (vaebench.parallel)
+CPU = torch.device("cpu")
 
 
 MIDPOINT_FILE = "midpoint.pt"  # the model half-way through training
@@ -85,20 +89,28 @@ def evaluate_split(model: GaussianLatentModel, x: torch.Tensor, y: torch.Tensor 
 
 
 def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
-          progress: bool = True, on_epoch: Callable[[TrainState], None] | None = None
+          progress: bool = True, on_epoch: Callable[[TrainState], None] | None = None,
+          shards: Shards = ONE_PROCESS, device: torch.device = CPU
           ) -> tuple[GaussianLatentModel, TrainState]:
-    """Train ``spec`` on ``bundle``; write ``out_dir/checkpoint.pt`` every epoch."""
+    """Train ``spec`` on ``bundle``; write ``out_dir/checkpoint.pt`` every epoch. ``shards``:
+    the part of each step's batch this process computes (``vaebench.parallel``; only the
+    process with shard 0 validates and checkpoints)."""
     cfg = spec.train
     seed = spec.seed
     torch.manual_seed(seed)
     set_gemm(spec.study.gemm)
     model = build_model(spec.model, cfg, data_info(bundle), backend=spec.study.backend)
+    model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)  # one fused CPU kernel
-    x_train, y_train = as_tensors(bundle.x_train, bundle.y_train)
-    x_val, y_val = as_tensors(bundle.x_val, bundle.y_val)
+    x_train, y_train = (None if t is None else t.to(device)
+                        for t in as_tensors(bundle.x_train, bundle.y_train))
+    x_val, y_val = (None if t is None else t.to(device)
+                    for t in as_tensors(bundle.x_val, bundle.y_val))
     check_stored(x_train, bundle.kind, bundle.levels)  # once, not every minibatch
     n = len(x_train)
     bs = min(cfg.batch_size, n)
+    shards.check(bs, "train")
+    step_objective = parallel.objective(model, shards)
     steps_per_epoch = n // bs  # drop the ragged last batch: every step sees bs points
     epochs = cfg.total_epochs(n)
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
@@ -122,28 +134,36 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
         perm = torch.randperm(n, generator=gen)
         sums: dict[str, float] = {}
         for b in range(steps_per_epoch):
-            idx = perm[b * bs:(b + 1) * bs]
-            xb = model_inputs(x_train.index_select(0, idx), bundle.kind, bundle.levels,
-                              model.likelihood, kernels.step_seed(seed, state.step,
-                                                                  TRAIN_INPUT_STREAM),
-                              check=False)
-            yb = None if y_train is None else y_train.index_select(0, idx)
-            obj, stats = model.objective(xb, yb, kernels.step_seed(seed, state.step,
-                                                                   TRAIN_EPS_STREAM))
-            loss = -obj.mean()
-            if not math.isfinite(loss.item()):
-                raise TrainingDiverged(
-                    f"{spec.run_id}: loss is {loss.item()} at epoch {epoch + 1}, step "
-                    f"{state.step}; the last good checkpoint (epoch {state.epoch}) is kept")
+            idx = perm[b * bs:(b + 1) * bs].to(device)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            for r in shards.ranks:  # one shard per process under torchrun; all of them here
+                rows = shards.rows(idx, r)
+                xb = model_inputs(x_train.index_select(0, rows), bundle.kind, bundle.levels,
+                                  model.likelihood, kernels.step_seed(
+                                      seed, state.step, shards.stream(TRAIN_INPUT_STREAM, r)),
+                                  check=False)
+                yb = None if y_train is None else y_train.index_select(0, rows)
+                obj, stats = step_objective(xb, yb, kernels.step_seed(
+                    seed, state.step, shards.stream(TRAIN_EPS_STREAM, r)))
+                loss = -obj.mean()
+                if not math.isfinite(loss.item()):
+                    raise TrainingDiverged(
+                        f"{spec.run_id}: loss is {loss.item()} at epoch {epoch + 1}, step "
+                        f"{state.step}; the last good checkpoint (epoch {state.epoch}) is kept")
+                if len(shards.ranks) > 1:
+                    loss = loss / len(shards.ranks)  # the gradient of the global batch's mean
+                loss.backward()
+                for k, v in stats.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach().mean()) / len(shards.ranks)
             opt.step()
             if sched is not None:
                 sched.step()
             state.step += 1
-            for k, v in stats.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach().mean())
         state.seconds += time.perf_counter() - t0
+        sums = parallel.mean_over_ranks(sums, shards, device)
+        if not shards.main:  # rank 0 validates, checkpoints and logs
+            state.epoch = epoch + 1
+            continue
         row = {f"train_{k}": v / steps_per_epoch for k, v in sums.items()}
         val = evaluate_split(model, x_val, y_val, bundle.kind, bundle.levels, seed + 1)
         row.update({f"val_{k}": v for k, v in val.items()})
@@ -171,7 +191,7 @@ def resumable_checkpoint(path: Path, fingerprint: str, epochs: int) -> dict | No
     (same fingerprint, fewer than ``epochs`` epochs done); None otherwise."""
     if not path.exists():
         return None
-    ckpt = torch.load(path, weights_only=False)
+    ckpt = torch.load(path, weights_only=False, map_location="cpu")
     if ckpt.get("fingerprint") != fingerprint or ckpt["state"]["epoch"] >= epochs:
         return None
     return ckpt
@@ -179,9 +199,9 @@ def resumable_checkpoint(path: Path, fingerprint: str, epochs: int) -> dict | No
 
 def load_trained(spec, bundle, out_dir: Path
                  ) -> tuple[GaussianLatentModel, dict, GaussianLatentModel | None]:
-    """The trained model from ``out_dir/checkpoint.pt``, its training state, and the model
-    half-way through training (``MIDPOINT_FILE``; None for a one-epoch run)."""
-    ckpt = torch.load(out_dir / "checkpoint.pt", weights_only=False)
+    """The trained model from ``out_dir/checkpoint.pt`` on the CPU, its training state, and the
+    model half-way through training (``MIDPOINT_FILE``; None for a one-epoch run)."""
+    ckpt = torch.load(out_dir / "checkpoint.pt", weights_only=False, map_location="cpu")
     torch.manual_seed(spec.seed)
     set_gemm(spec.study.gemm)
 
@@ -192,5 +212,6 @@ def load_trained(spec, bundle, out_dir: Path
         return model
 
     mid = out_dir / MIDPOINT_FILE
-    mid_model = build(torch.load(mid, weights_only=True)) if mid.exists() else None
+    mid_model = (build(torch.load(mid, weights_only=True, map_location="cpu"))
+                 if mid.exists() else None)
     return build(ckpt["model"]), ckpt["state"], mid_model

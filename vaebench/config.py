@@ -172,6 +172,7 @@ class Params(_Strict):
     sweep: SweepConfig
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
     theory: TheoryConfig = Field(default_factory=TheoryConfig)
+    paper: dict[str, Any] | None = None  # a paper preset's block, checked by vaebench.paper
 
 
 def _one_line(err: ValidationError, prefix: str) -> str:

@@ -25,6 +25,12 @@ from vaebench.inputs import check_stored, model_inputs, seeded_generator
 from vaebench.io import atomic_write
 from vaebench.models import DataInfo, GaussianLatentModel, build_model
 from vaebench.nets.linear import set_gemm
+from vaebench.regimen import (
+    EarlyStopping,
+    burda_lr_factor,
+    kl_warmup_weight,
+    normalize_gradients_,
+)
 
 # Seed streams of kernels.step_seed: eps and input noise, in training and validation, never
 # share a seed.
@@ -45,6 +51,7 @@ class TrainState:
     seconds: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int = 0  # the epoch an interrupted run resumed from (0: trained from scratch)
+    early_stopping: dict | None = None  # best epoch, its val ELBO, where it stopped
 
 
 def data_info(bundle) -> DataInfo:
@@ -84,7 +91,8 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
     torch.manual_seed(seed)
     set_gemm(spec.study.gemm)
     model = build_model(spec.model, cfg, data_info(bundle), backend=spec.study.backend)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)  # one fused CPU kernel
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps,
+                           betas=tuple(cfg.adam_betas), fused=True)  # one fused CPU kernel
     x_train, y_train = as_tensors(bundle.x_train, bundle.y_train)
     x_val, y_val = as_tensors(bundle.x_val, bundle.y_val)
     check_stored(x_train, bundle.kind, bundle.levels)  # once, not every minibatch
@@ -96,6 +104,9 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
              if cfg.lr_schedule == "cosine" else None)
     gen = seeded_generator(seed)
     state = TrainState()
+    stopper = (EarlyStopping(cfg.early_stopping.patience, cfg.kl_warmup_epochs)
+               if cfg.early_stopping else None)
+    best_model = None
     ckpt_path = out_dir / "checkpoint.pt"
     ckpt = resumable_checkpoint(ckpt_path, fingerprint, epochs)
     if ckpt is not None:
@@ -105,6 +116,8 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
             sched.load_state_dict(ckpt["scheduler"])
         gen.set_state(ckpt["generator"])
         state = TrainState(**{**ckpt["state"], "resumed_from": ckpt["state"]["epoch"]})
+        if stopper is not None:
+            stopper, best_model = EarlyStopping(**state.early_stopping), ckpt["best_model"]
     model.train()
     bar = tqdm(range(state.epoch, epochs), initial=state.epoch, total=epochs,
                desc=spec.run_id, disable=not progress, unit="epoch", leave=False)
@@ -112,6 +125,10 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=gen)
         sums: dict[str, float] = {}
+        model.kl_weight = kl_warmup_weight(epoch + 1, cfg.kl_warmup_epochs)
+        if cfg.lr_schedule == "burda":
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * burda_lr_factor(epoch)
         for b in range(steps_per_epoch):
             idx = perm[b * bs:(b + 1) * bs]
             xb = model_inputs(x_train.index_select(0, idx), bundle.kind, bundle.levels,
@@ -128,6 +145,8 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
                     f"{state.step}; the last good checkpoint (epoch {state.epoch}) is kept")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.grad_normalization == "unit_norm":
+                normalize_gradients_(model.parameters())
             opt.step()
             if sched is not None:
                 sched.step()
@@ -138,19 +157,29 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
         row = {f"train_{k}": v / steps_per_epoch for k, v in sums.items()}
         val = evaluate_split(model, x_val, y_val, bundle.kind, bundle.levels, seed + 1)
         row.update({f"val_{k}": v for k, v in val.items()})
+        if cfg.kl_warmup_epochs:
+            row["kl_weight"] = model.kl_weight
+        if stopper is not None and stopper.update(epoch + 1, val["elbo"]):
+            best_model = {k: v.clone() for k, v in model.state_dict().items()}
         row["epoch"] = epoch + 1
         row["seconds"] = state.seconds
         state.history.append(row)
         state.epoch = epoch + 1
+        state.early_stopping = None if stopper is None else stopper.state()
         tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
         ckpt = {"fingerprint": fingerprint, "model": model.state_dict(),
                 "optimizer": opt.state_dict(), "generator": gen.get_state(),
                 "scheduler": None if sched is None else sched.state_dict(),
-                "state": state.__dict__}
+                "best_model": best_model, "state": state.__dict__}
         atomic_write(ckpt_path, lambda p, c=ckpt: torch.save(c, p))
         bar.set_postfix(val_elbo=f"{val['elbo']:.2f}")
         if on_epoch is not None:
             on_epoch(state)
+        if stopper is not None and stopper.stop:
+            break
+    model.kl_weight = 1.0
+    if best_model is not None:  # early stopping keeps the best epoch's weights
+        model.load_state_dict(best_model)
     model.eval()
     return model, state
 
@@ -163,6 +192,8 @@ def resumable_checkpoint(path: Path, fingerprint: str, epochs: int) -> dict | No
     ckpt = torch.load(path, weights_only=False)
     if ckpt.get("fingerprint") != fingerprint or ckpt["state"]["epoch"] >= epochs:
         return None
+    if (ckpt["state"].get("early_stopping") or {}).get("stopped_at"):
+        return None  # stopped early: finished
     return ckpt
 
 
@@ -172,6 +203,7 @@ def load_trained(spec, bundle, out_dir: Path) -> tuple[GaussianLatentModel, dict
     torch.manual_seed(spec.seed)
     set_gemm(spec.study.gemm)
     model = build_model(spec.model, spec.train, data_info(bundle), backend=spec.study.backend)
-    model.load_state_dict(ckpt["model"])
+    best = ckpt.get("best_model")  # early stopping: the best epoch's weights
+    model.load_state_dict(ckpt["model"] if best is None else best)
     model.eval()
     return model, ckpt["state"]

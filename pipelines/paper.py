@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -105,14 +106,21 @@ def _prepare_data(name: str, block: dict | None, dest: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _stage(args: list[str], root: Path, threads: int | None) -> None:
+def _stage(args: list[str], root: Path, threads: int | None) -> dict[str, float]:
+    """Run one stage as DVC would; its wall time and CPU time (user + system, all threads)."""
     env = {**os.environ, "VAEBENCH_ROOT": str(root), "PYTHONPATH": str(CODE)}
+    # one compiled-kernel cache for every variant (setup_torch would give each study its own)
+    env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(CODE / ".cache" / "inductor"))
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
+    before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
     out = subprocess.run([sys.executable, "-m", *args, "--params", "params.yaml"], cwd=CODE,
                          env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode != 0:
         raise SystemExit(out.returncode)
+    return {"wall_seconds": time.time() - started,
+            "cpu_seconds": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)}
 
 
 def _seed_done(run_dir: Path) -> bool:
@@ -134,7 +142,7 @@ def run(preset: Annotated[Path, typer.Argument(help="a paper preset, e.g. "
             "--set", help="KEY.PATH=VALUE, e.g. train.vae.epochs=300; listed in the "
             "report")] = None,
         track: Annotated[bool, typer.Option(help="log to MLflow")] = True) -> None:
-    from vaebench.io import atomic_write_text
+    from vaebench.io import atomic_write_json, atomic_write_text
     from vaebench.paper.config import variants
 
     raw, params, paper = _preset(preset.resolve(), set_)
@@ -159,10 +167,13 @@ def run(preset: Annotated[Path, typer.Argument(help="a paper preset, e.g. "
                 typer.echo(f"{name} seed {seed}: evaluated already")
                 continue
             flags = [] if track else ["--no-track"]
-            _stage(["pipelines.train", model, dataset, "--seed", str(seed), *flags,
-                    "--no-progress"], vdir, threads)
-            _stage(["pipelines.paper", "evaluate", model, dataset, "--seed", str(seed)],
-                   vdir, threads)
+            cost = {"train": _stage(["pipelines.train", model, dataset, "--seed", str(seed),
+                                     *flags, "--no-progress"], vdir, threads),
+                    "evaluate": _stage(["pipelines.paper", "evaluate", model, dataset, "--seed",
+                                        str(seed)], vdir, threads),
+                    "threads": threads, "nice": os.nice(0)}
+            atomic_write_json(vdir / "runs" / f"{model}-{dataset}" / f"seed{seed}" / "paper" /
+                              "cost.json", cost)
     report(preset=preset, study_dir=study_dir, out=out, seeds=",".join(map(str, chosen)),
            set_=set_)
 
@@ -236,9 +247,13 @@ def report(preset: Annotated[Path, typer.Argument()],
     for name, vparams in vs:
         vdir = study_dir if len(vs) == 1 else study_dir / name
         train = vparams["train"][model]
-        rows = [read_json(vdir / "runs" / f"{model}-{dataset}" / f"seed{s}" / "paper" /
-                          "metrics.json", "run `vaebench paper` to evaluate it")
-                for s in chosen]
+        rows = []
+        for s in chosen:
+            folder = vdir / "runs" / f"{model}-{dataset}" / f"seed{s}" / "paper"
+            row = read_json(folder / "metrics.json", "run `vaebench paper` to evaluate it")
+            if (folder / "cost.json").exists():  # CPU time, measured by the runner
+                row["cost"] = read_json(folder / "cost.json")
+            rows.append(row)
         gathered.append({"name": name, "train": train, "seeds": rows,
                          "published": matching(paper.published, train)})
     first = gathered[0]["seeds"][0]

@@ -99,7 +99,7 @@ class EarlyStopping:
         self.counter += 1
         if epoch < self.warmup_epochs:
             self.counter = 0
-        if self.counter > self.patience:
+        if self.counter > self.patience and not self.stopped_at:
             self.stopped_at = epoch
         return False
 

@@ -129,17 +129,22 @@ def markdown(doc: dict[str, Any]) -> str:
             + " |")
     lines += ["", "## Per seed", "",
               "| variant | seed | NLL | ELBO | best epoch | epochs trained | stopped early | "
-              "active units | train (min) | evaluation (min) | wall per seed (min) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "active units | train wall (min) | evaluation wall (min) | wall per seed (min) "
+              "| CPU per seed (min) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for v in doc["variants"]:
         for m in v["seeds"]:
             es = m.get("early_stopping") or {}
+            cost = m.get("cost") or {}
+            cpu = (sum(cost[k]["cpu_seconds"] for k in ("train", "evaluate")) / 60
+                   if cost else math.nan)
             lines.append(
                 f"| {v['name']} | {m['seed']} | {_f(m['nll'])} | {_f(m['elbo'])} | "
                 f"{es.get('best_epoch', '—')} | {m['epochs']} | "
                 f"{'yes, at ' + str(es['stopped_at']) if es.get('stopped_at') else 'no'} | "
                 f"{m['active_units']}/{m['latent_dim']} | {_f(m['train_stage_seconds'] / 60, 1)}"
-                f" | {_f(m['eval_seconds'] / 60, 1)} | {_f(m['wall_seconds'] / 60, 1)} |")
+                f" | {_f(m['eval_seconds'] / 60, 1)} | {_f(m['wall_seconds'] / 60, 1)} | "
+                f"{_f(cpu, 1)} |")
     for v in doc["variants"]:
         if v.get("published"):
             p = v["published"]

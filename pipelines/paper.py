@@ -123,6 +123,58 @@ def _stage(args: list[str], root: Path, threads: int | None) -> dict[str, float]
             "cpu_seconds": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)}
 
 
+def _extend(source: Path, dest: Path, params, cell) -> str:
+    """Start ``cell`` from the checkpoint of an earlier run of the same preset in ``source``
+    (a run folder) that differs only in ``epochs``; returns a note for the report.
+
+    ``epochs`` only caps the training loop (the KL warm-up, early stopping and the constant or
+    Burda learning rates do not depend on it), so a run extended from epoch E computes bit for
+    bit what one uninterrupted run computes. The earlier checkpoint must carry the fingerprint
+    its own config has under this code (same code, data, seed), and must not have stopped.
+    """
+    import torch
+
+    from vaebench.config import run_spec
+    from vaebench.io import atomic_write, read_json
+
+    if (dest / "checkpoint.pt").exists():
+        return f"extends {source} (already copied)"
+    spec = run_spec(params, cell)
+    old = read_json(source / "train.json", "the run to extend must be finished")
+    changed = sorted(k for k, v in spec.train.model_dump().items()
+                     if old["train_config"].get(k) != v)
+    if changed != ["epochs"] or spec.train.lr_schedule == "cosine":
+        fail(f"--extend-from: {source} differs in {changed or 'nothing'} (only a larger "
+             "epochs can be extended, and not under the cosine schedule)")
+    if (old.get("early_stopping") or {}).get("stopped_at"):
+        fail(f"--extend-from: {source} stopped early at epoch "
+             f"{old['early_stopping']['stopped_at']}; there is nothing to extend")
+    ckpt = torch.load(source / "checkpoint.pt", weights_only=False)
+    bundle = load_bundle(cell.dataset)
+    checksum = bundle.manifest.get("arrays", {}).get("sha256", "")
+    old_params = params.model_copy(deep=True)
+    old_params.train[cell.model]["epochs"] = old["train_config"]["epochs"]
+    if ckpt.get("fingerprint") != run_spec(old_params, cell).fingerprint(checksum):
+        fail(f"--extend-from: {source / 'checkpoint.pt'} was trained by other code, data or "
+             "settings than this code would use; retrain it")
+    ckpt["fingerprint"] = spec.fingerprint(checksum)
+    atomic_write(dest / "checkpoint.pt", lambda p: torch.save(ckpt, p))
+    return (f"Extends the run in {source} (trained by the same code and settings to "
+            f"{ckpt['state']['epoch']} epochs): its wall and CPU times cover the extension only")
+
+
+def _with_root(root: Path, fn, *args):
+    """``fn(*args)`` with the stage helpers' data folder pointed at study ``root``."""
+    from pipelines import common
+
+    saved = common.DATA
+    common.DATA = root / "data"
+    try:
+        return fn(*args)
+    finally:
+        common.DATA = saved
+
+
 def _seed_done(run_dir: Path) -> bool:
     metrics, train = run_dir / "paper" / "metrics.json", run_dir / "train" / "train.json"
     return metrics.exists() and train.exists() and metrics.stat().st_mtime > train.stat().st_mtime
@@ -141,6 +193,9 @@ def run(preset: Annotated[Path, typer.Argument(help="a paper preset, e.g. "
         set_: Annotated[list[str] | None, typer.Option(
             "--set", help="KEY.PATH=VALUE, e.g. train.vae.epochs=300; listed in the "
             "report")] = None,
+        extend_from: Annotated[Path | None, typer.Option(
+            help="the study folder of an earlier run of this preset with fewer epochs: each "
+            "seed continues from its checkpoint")] = None,
         track: Annotated[bool, typer.Option(help="log to MLflow")] = True) -> None:
     from vaebench.io import atomic_write_json, atomic_write_text
     from vaebench.paper.config import variants
@@ -163,9 +218,18 @@ def run(preset: Annotated[Path, typer.Argument(help="a paper preset, e.g. "
         if vdir != study_dir and not (vdir / "data").exists():
             (vdir / "data").symlink_to(study_dir / "data", target_is_directory=True)
         for seed in chosen:
-            if _seed_done(vdir / "runs" / f"{model}-{dataset}" / f"seed{seed}"):
+            run_dir = vdir / "runs" / f"{model}-{dataset}" / f"seed{seed}"
+            if _seed_done(run_dir):
                 typer.echo(f"{name} seed {seed}: evaluated already")
                 continue
+            if extend_from is not None:
+                from vaebench.config import Cell, parse_params
+
+                src = extend_from.resolve() / vdir.relative_to(study_dir) / run_dir.relative_to(
+                    vdir) / "train"
+                note = _with_root(vdir, _extend, src, run_dir / "train", parse_params(vparams),
+                                  Cell(model, dataset, seed))
+                atomic_write_text(run_dir / "paper" / "extended.txt", note + "\n")
             flags = [] if track else ["--no-track"]
             cost = {"train": _stage(["pipelines.train", model, dataset, "--seed", str(seed),
                                      *flags, "--no-progress"], vdir, threads),
@@ -253,6 +317,8 @@ def report(preset: Annotated[Path, typer.Argument()],
             row = read_json(folder / "metrics.json", "run `vaebench paper` to evaluate it")
             if (folder / "cost.json").exists():  # CPU time, measured by the runner
                 row["cost"] = read_json(folder / "cost.json")
+            if (folder / "extended.txt").exists():
+                row["extended"] = (folder / "extended.txt").read_text().strip()
             rows.append(row)
         gathered.append({"name": name, "train": train, "seeds": rows,
                          "published": matching(paper.published, train)})

@@ -296,3 +296,49 @@ def test_paper_presets_validate():
         load_params(path)
         paper = parse_paper(read_yaml(path))
         assert paper.name == name
+
+
+def test_an_extended_run_equals_an_uninterrupted_one(tmp_path):
+    """`vaebench paper --extend-from`: a run continued from an earlier run's checkpoint (same
+    code and settings, fewer epochs) computes what one uninterrupted run computes."""
+    from pipelines import paper as paper_stage
+
+    raw = read_yaml(ROOT / "presets" / "paper-fmnist.yaml")
+    raw["study"].update(datasets=["digits"], backend="eager")
+    raw["data"] = {"digits": {}, "linear-gaussian": {}}
+    raw["train"]["vae"].update(hidden=[32, 32], latent_dim=4, batch_size=64, kl_warmup_epochs=3)
+    for root in ("a", "b", "c"):
+        data.prepare("digits", {}, tmp_path / root / "data" / "digits")
+    bundle = data.load(tmp_path / "a" / "data" / "digits")
+    checksum = bundle.manifest["arrays"]["sha256"]
+    cell = Cell("vae", "digits", 0)
+
+    def spec(epochs, **change):
+        r = {**raw, "train": {"vae": {**raw["train"]["vae"], "epochs": epochs, **change}}}
+        return parse_params(r), run_spec(parse_params(r), cell)
+
+    run = Path("runs") / "vae-digits" / "seed0" / "train"
+    _, short = spec(1)
+    _, state = train(short, bundle, tmp_path / "a" / run, NullTracker(),
+                     short.fingerprint(checksum), progress=False)
+    from vaebench.io import atomic_write_json
+
+    atomic_write_json(tmp_path / "a" / run / "train.json", {
+        "train_config": short.train.model_dump(), "early_stopping": state.early_stopping})
+    params2, long = spec(3)
+    note = paper_stage._with_root(tmp_path / "b", paper_stage._extend, tmp_path / "a" / run,
+                                  tmp_path / "b" / run, params2, cell)
+    assert "1 epochs" in note
+    extended, s_ext = train(long, bundle, tmp_path / "b" / run, NullTracker(),
+                            long.fingerprint(checksum), progress=False)
+    fresh, s_new = train(long, bundle, tmp_path / "c" / run, NullTracker(), "other", progress=False)
+    assert s_ext.resumed_from == 1 and s_ext.epoch == s_new.epoch == 3
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in s_new.history]
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in s_ext.history] == strip
+    for name, value in fresh.state_dict().items():
+        assert torch.equal(extended.state_dict()[name], value), name
+    params_lr, _ = spec(3, lr=1e-3)  # another setting than epochs: refused, nothing copied
+    with pytest.raises(SystemExit):
+        paper_stage._with_root(tmp_path / "c", paper_stage._extend, tmp_path / "a" / run,
+                               tmp_path / "c" / "x", params_lr, cell)
+    assert not (tmp_path / "c" / "x").exists()

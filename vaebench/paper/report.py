@@ -145,6 +145,9 @@ def markdown(doc: dict[str, Any]) -> str:
                 f"{m['active_units']}/{m['latent_dim']} | {_f(m['train_stage_seconds'] / 60, 1)}"
                 f" | {_f(m['eval_seconds'] / 60, 1)} | {_f(m['wall_seconds'] / 60, 1)} | "
                 f"{_f(cpu, 1)} |")
+    notes = sorted({m["extended"] for v in doc["variants"] for m in v["seeds"] if m.get("extended")})
+    if notes:
+        lines += [""] + [f"Note: {n}." for n in notes]
     for v in doc["variants"]:
         if v.get("published"):
             p = v["published"]

@@ -141,11 +141,14 @@ def _extend(source: Path, dest: Path, params, cell) -> str:
         return f"extends {source} (already copied)"
     spec = run_spec(params, cell)
     old = read_json(source / "train.json", "the run to extend must be finished")
-    changed = sorted(k for k, v in spec.train.model_dump().items()
-                     if old["train_config"].get(k) != v)
-    if changed != ["epochs"] or spec.train.lr_schedule == "cosine":
-        fail(f"--extend-from: {source} differs in {changed or 'nothing'} (only a larger "
-             "epochs can be extended, and not under the cosine schedule)")
+    others = sorted(k for k, v in spec.train.model_dump().items()
+                    if k != "epochs" and old["train_config"].get(k) != v)
+    if others:
+        fail(f"--extend-from: {source} was trained with other {', '.join(others)}; only "
+             "epochs may differ")
+    if old["train_config"]["epochs"] >= spec.train.epochs or spec.train.lr_schedule == "cosine":
+        fail(f"--extend-from: {source} has {old['train_config']['epochs']} epochs; extend it "
+             f"to more (got {spec.train.epochs}), and not under the cosine schedule")
     if (old.get("early_stopping") or {}).get("stopped_at"):
         fail(f"--extend-from: {source} stopped early at epoch "
              f"{old['early_stopping']['stopped_at']}; there is nothing to extend")

@@ -322,6 +322,9 @@ def report(preset: Annotated[Path, typer.Argument()],
                 row["cost"] = read_json(folder / "cost.json")
             if (folder / "extended.txt").exists():
                 row["extended"] = (folder / "extended.txt").read_text().strip()
+            history = read_json(folder.parent / "train" / "train.json")["history"]
+            row["val_elbo_best_by_epoch"] = paper_report.best_by_epoch(
+                [r["val_elbo"] for r in history])
             rows.append(row)
         gathered.append({"name": name, "train": train, "seeds": rows,
                          "published": matching(paper.published, train)})

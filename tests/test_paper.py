@@ -24,7 +24,7 @@ from vaebench.paper import likelihood as lik
 from vaebench.paper.config import parse_paper, variants
 from vaebench.paper.evaluate import evaluate_paper, vampprior_binarization
 from vaebench.paper.published import PUBLISHED, matching
-from vaebench.paper.report import t_interval, verdict
+from vaebench.paper.report import best_by_epoch, t_interval, verdict
 from vaebench.tracking import NullTracker
 from vaebench.train import train
 
@@ -158,6 +158,8 @@ def test_intervals_and_verdicts():
         "inconclusive"  # [0.46, 1.34] crosses +1
     assert verdict({"mean": 229.0, "half_width": math.nan}, 228.7, 0.15, 1.0, 0.95)[
         "verdict"] == "inconclusive"
+    assert best_by_epoch([-9.0, -3.0, -4.0, -2.5, -2.7], every=2) == {"2": -3.0, "4": -2.5,
+                                                                       "5": -2.5}
 
 
 # --- the hierarchical model (Burda et al. 2016) ---------------------------------------------

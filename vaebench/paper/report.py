@@ -88,6 +88,17 @@ def result(paper, variants: list[dict[str, Any]], machine: dict[str, str], date:
     return out
 
 
+def best_by_epoch(val_elbo: Sequence[float], every: int = 50) -> dict[str, float]:
+    """The best validation ELBO reached by every ``every``-th epoch and by the last one: how
+    far training still moved, and whether early stopping was near."""
+    best, out = -math.inf, {}
+    for epoch, value in enumerate(val_elbo, 1):
+        best = max(best, value)
+        if epoch % every == 0 or epoch == len(val_elbo):
+            out[str(epoch)] = best
+    return out
+
+
 def _rms(values: Sequence[float]) -> float:
     """The typical within-run error over seeds: the root mean square of the runs' errors."""
     return math.sqrt(sum(v * v for v in values) / len(values)) if values else math.nan
@@ -145,6 +156,18 @@ def markdown(doc: dict[str, Any]) -> str:
                 f"{m['active_units']}/{m['latent_dim']} | {_f(m['train_stage_seconds'] / 60, 1)}"
                 f" | {_f(m['eval_seconds'] / 60, 1)} | {_f(m['wall_seconds'] / 60, 1)} | "
                 f"{_f(cpu, 1)} |")
+    curves = [(v["name"], m) for v in doc["variants"] for m in v["seeds"]
+              if m.get("val_elbo_best_by_epoch")]
+    if curves:
+        epochs = sorted({int(e) for _, m in curves for e in m["val_elbo_best_by_epoch"]})
+        lines += ["", "## Best validation ELBO by epoch", "",
+                  "| variant | seed | " + " | ".join(str(e) for e in epochs) + " |",
+                  "|---|---|" + "---|" * len(epochs)]
+        for name, m in curves:
+            by = m["val_elbo_best_by_epoch"]
+            lines.append(f"| {name} | {m['seed']} | "
+                         + " | ".join(_f(by.get(str(e))) if str(e) in by else "" for e in epochs)
+                         + " |")
     notes = sorted({m["extended"] for v in doc["variants"] for m in v["seeds"] if m.get("extended")})
     if notes:
         lines += [""] + [f"Note: {n}." for n in notes]

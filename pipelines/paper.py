@@ -42,8 +42,16 @@ from pipelines.common import (
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 CODE = Path(__file__).resolve().parents[1]  # the project whose code the stages run
-NOTE_SHARED = ("Run with `nice -n 15` on a machine shared with other jobs: wall times are "
-               "upper bounds of what the same work takes on an idle machine.")
+
+
+def _note(rows: list[dict]) -> str:
+    """How the stages ran, from the runner's cost records."""
+    nices = sorted({m["cost"]["nice"] for m in rows if m.get("cost")})
+    if not nices:
+        return "The runner's CPU times were not recorded for these runs."
+    return (f"Stages ran at nice {', '.join(map(str, nices))}, one thread each, on a machine "
+            "shared with other jobs: wall times are upper bounds of the same work on an idle "
+            "machine; CPU times (user + system) measure the work itself.")
 
 
 def _set(raw: dict, assignment: str) -> str:
@@ -330,7 +338,8 @@ def report(preset: Annotated[Path, typer.Argument()],
                          "published": matching(paper.published, train)})
     first = gathered[0]["seeds"][0]
     doc = paper_report.result(paper, gathered, first.get("machine") or machine_info(CODE),
-                              max(m["date"] for v in gathered for m in v["seeds"]), NOTE_SHARED)
+                              max(m["date"] for v in gathered for m in v["seeds"]),
+                              _note([m for v in gathered for m in v["seeds"]]))
     out = (out or REPORTS / "paper").resolve()
     atomic_write_json(out / f"{paper.name}.json", doc)
     atomic_write_text(out / f"{paper.name}.md", paper_report.markdown(doc))

@@ -43,8 +43,9 @@ def verdict(ours: dict[str, Any], published_nll: float, published_pm: float | No
     d = ours["mean"] - published_nll
     half = math.hypot(ours["half_width"], pub_half)
     lo, hi = d - half, d + half
+    reason = ""
     if math.isnan(half):
-        word = "inconclusive"
+        word, reason = "inconclusive", "fewer than two seeds: no interval over seeds"
     elif -tolerance <= lo and hi <= tolerance:
         word = "within"
     elif lo > tolerance:
@@ -52,9 +53,9 @@ def verdict(ours: dict[str, Any], published_nll: float, published_pm: float | No
     elif hi < -tolerance:
         word = "below"
     else:
-        word = "inconclusive"
+        word, reason = "inconclusive", f"the interval straddles ±{tolerance:g}"
     return {"difference": d, "interval": [lo, hi], "half_width": half, "tolerance": tolerance,
-            "level": level, "verdict": word}
+            "level": level, "verdict": word, "reason": reason}
 
 
 def result(paper, variants: list[dict[str, Any]], machine: dict[str, str], date: str,
@@ -136,7 +137,8 @@ def markdown(doc: dict[str, Any]) -> str:
             + (f"{pub['nll']:.2f}" + (f" ± {pub['pm']:.2f}" if pub["pm"] is not None else "")
                if pub else "—") + " | "
             + (f"{_f(cmp_['difference'])} [{_f(cmp_['interval'][0])}, "
-               f"{_f(cmp_['interval'][1])}] | **{cmp_['verdict']}**" if cmp_ else "— | —")
+               f"{_f(cmp_['interval'][1])}] | **{cmp_['verdict']}**"
+               + (f" ({cmp_['reason']})" if cmp_.get("reason") else "") if cmp_ else "— | —")
             + " |")
     lines += ["", "## Per seed", "",
               "| variant | seed | NLL | ELBO | best epoch | epochs trained | stopped early | "

@@ -67,7 +67,7 @@ def reduced_study(params: str) -> str:
     import yaml
 
     raw = yaml.safe_load((ROOT / params).read_text())
-    raw["study"].update(models=["vae"], datasets=["digits"], linear_datasets=[])
+    raw["study"].update(models=["vae"], datasets=["digits"], linear=[])
     raw["train"]["vae"]["epochs"] = 2
     raw["sweep"]["betas"] = [1.0]
     return yaml.safe_dump(raw, sort_keys=False)

@@ -29,7 +29,11 @@ LABELS = {"reparameterization": "reparameterization",
 
 def load_config(params_file: str):
     """The ``gradients`` block of ``params_file``, validated with the rest of the study."""
-    return params_or_exit(params_file).gradients
+    cfg = params_or_exit(params_file).gradients
+    if cfg is None:
+        fail(f"{params_file}: gradients: missing block (the gradients stage reads it; "
+             "params.yaml shows one)")
+    return cfg
 
 
 def run_study(cfg, bundle) -> list[dict]:

@@ -97,6 +97,9 @@ def main(model: str, dataset: str,
     except TrainingDiverged as err:
         tracker.end("FAILED")
         fail(str(err), code=1)
+    except ValueError as err:  # a setting this run cannot honour, found before any step
+        tracker.end("FAILED")
+        fail(str(err))
     except TrackingFailed as err:  # the store went away: one line, the checkpoint stays
         tracker.end("FAILED")
         fail(f"{err}; the checkpoint of epoch {_kept_epoch(out)} is kept: rerun to resume",
@@ -114,6 +117,7 @@ def main(model: str, dataset: str,
         "history": state.history, "train_config": spec.train.model_dump(),
         "defaults_used": spec.defaults, "resumed_from_epoch": state.resumed_from,
         "processes": shards.world,
+        "early_stopping": state.early_stopping,
         "stage_seconds": time.time() - started, "machine": machine_info(ROOT, gemm)})
     tracker.log_metrics({"train_seconds": state.seconds})
     try:

@@ -20,7 +20,7 @@ def micro_params(**study: Any) -> dict[str, Any]:
     """presets/tiny.yaml cut to one model on digits, one seed and two epochs (seconds a stage)."""
     raw = yaml.safe_load((ROOT / "presets" / "tiny.yaml").read_text())
     raw["study"].update({"seeds": [0], "models": ["vae"], "datasets": ["digits"],
-                         "linear_datasets": [], **study})
+                         "linear": [], **study})
     raw["train"]["vae"]["epochs"] = 2
     raw["sweep"]["betas"] = [1.0]
     raw["data"] = {"digits": {}, "linear-gaussian": raw["data"]["linear-gaussian"]}

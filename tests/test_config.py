@@ -116,7 +116,10 @@ def test_file_errors_name_the_file_and_numbers_read_as_dvc_reads_them(tmp_path):
 def test_defaults_are_named():
     params = parse_params(DEFAULT)
     spec = run_spec(params, Cell("vae", "digits", 0))
-    assert spec.defaults == {"likelihood": "auto", "lr_schedule": "constant"}
+    assert spec.defaults == {"likelihood": "auto", "lr_schedule": "constant", "adam_eps": 1e-8,
+                             "adam_betas": [0.9, 0.999], "grad_normalization": "none",
+                             "kl_warmup_epochs": 0, "kl_estimator": "analytic",
+                             "early_stopping": None, "bernoulli_eps": None}
     spec = run_spec(params, Cell("linear", "fashion-mnist", 0, "linear", latent_dim=20))
     assert spec.defaults["beta"] == 1.0 and "lr" not in spec.defaults
     assert spec.train.latent_dim == 20 and "latent_dim" not in spec.defaults

@@ -4,6 +4,7 @@
     vaebench train vae digits --seed 0
     vaebench evaluate vae digits --seed 0
     vaebench report
+    vaebench paper presets/paper-fmnist.yaml   # a published protocol, beside its number
     vaebench study            # every stage of params.yaml, in order (no caching)
     vaebench queue -j 2       # DVC's queued experiments on 2 workers (vaebench/queue.py)
     vaebench sweep --ray ADDR # every run's train and evaluate as Ray tasks (vaebench/sweep.py)
@@ -17,12 +18,15 @@ import typer
 
 from pipelines import data as data_stage
 from pipelines import evaluate as evaluate_stage
+from pipelines import paper as paper_stage
 from pipelines import train as train_stage
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
 app.command("data", help="Prepare one dataset into data/<name>/.")(data_stage.main)
 app.command("train", help="Train one (model, dataset) cell.")(train_stage.main)
 app.command("evaluate", help="Evaluate one trained cell.")(evaluate_stage.main)
+app.command("paper", help="Run a paper preset and compare it with its published number.")(
+    paper_stage.run)
 
 
 @app.command("report", help="Tables, figures, the theory verdict and reports/index.html.")

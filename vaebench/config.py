@@ -211,7 +211,8 @@ class Params(_Strict):
     sweep: SweepConfig
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
     theory: TheoryConfig = Field(default_factory=TheoryConfig)
-    gradients: GradientStudyConfig = Field(default_factory=GradientStudyConfig)
+    gradients: GradientStudyConfig | None = None  # the gradients stage's block
+    paper: dict[str, Any] | None = None  # a paper preset's block, checked by vaebench.paper
 
 
 def _one_line(err: ValidationError, prefix: str) -> str:
@@ -259,7 +260,7 @@ def parse_params(raw: dict[str, Any]) -> Params:
         if name not in params.data:
             raise ConfigError(f"data.{name}: missing required key (dataset {name!r} is in the "
                               "study but has no data block)")
-    if params.gradients.dataset not in params.data:
+    if params.gradients and params.gradients.dataset not in params.data:
         raise ConfigError(f"gradients.dataset: {params.gradients.dataset!r} has no data block; "
                           "valid choices: " + ", ".join(params.data))
     if "linear" not in params.train and params.study.linear:

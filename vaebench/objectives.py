@@ -86,3 +86,25 @@ def betatc_objective(log_px_z: Tensor, terms: dict[str, Tensor], alpha: float = 
                      beta: float = 6.0, gamma: float = 1.0) -> Tensor:
     """beta-TCVAE: E log p(x|z) - alpha MI - beta TC - gamma DWKL (Chen et al. 2018, eq. 4)."""
     return log_px_z - alpha * terms["mi"] - beta * terms["tc"] - gamma * terms["dwkl"]
+
+
+def hierarchical_log_weights(log_px_z: Tensor, log_p_cond: list[Tensor], log_p_top: Tensor,
+                             log_q: list[Tensor]) -> Tensor:
+    """log w of a model with stochastic layers z_1..z_L (Burda et al. 2016, sec. 2 and eq. 7):
+
+    log w = log p(x|z_1) + sum_{l<L} log p(z_l|z_{l+1}) + log p(z_L) - sum_l log q(z_l|z_{l-1}),
+    with z_0 = x. ``log_p_cond`` holds the L - 1 conditional prior terms, ``log_q`` the L
+    encoder terms; one layer gives ``log_importance_weights``.
+    """
+    return log_px_z + sum(log_p_cond, torch.zeros_like(log_p_top)) + log_p_top - sum(
+        log_q, torch.zeros_like(log_p_top))
+
+
+def k_sample_elbo(log_w: Tensor) -> Tensor:
+    """The VAE objective estimated with K samples: (1/K) sum_i log w_i over the leading dim.
+
+    Burda et al. 2016, sec. 5: the "VAE" rows of Table 1 with k > 1 average k draws of the
+    ELBO's integrand (their code: ``T.sum(log_ws) / num_samples``); its expectation is the
+    ELBO for every K, unlike L_K.
+    """
+    return log_w.mean(0)

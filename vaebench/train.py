@@ -27,6 +27,12 @@ from vaebench.io import atomic_write
 from vaebench.models import DataInfo, GaussianLatentModel, build_model
 from vaebench.nets.linear import set_gemm
 from vaebench.parallel import Shards
+from vaebench.regimen import (
+    EarlyStopping,
+    burda_lr_factor,
+    kl_warmup_weight,
+    normalize_gradients_,
+)
 
 # Seed streams of kernels.step_seed: eps and input noise, in training and validation, never
 # share a seed.
@@ -58,6 +64,7 @@ class TrainState:
     seconds: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int = 0  # the epoch an interrupted run resumed from (0: trained from scratch)
+    early_stopping: dict | None = None  # best epoch, its val ELBO, where it stopped
 
 
 def data_info(bundle) -> DataInfo:
@@ -101,7 +108,8 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
     set_gemm(spec.study.gemm)
     model = build_model(spec.model, cfg, data_info(bundle), backend=spec.study.backend)
     model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)  # one fused CPU kernel
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps,
+                           betas=tuple(cfg.adam_betas), fused=True)  # one fused CPU kernel
     x_train, y_train = (None if t is None else t.to(device)
                         for t in as_tensors(bundle.x_train, bundle.y_train))
     x_val, y_val = (None if t is None else t.to(device)
@@ -117,6 +125,12 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
              if cfg.lr_schedule == "cosine" else None)
     gen = seeded_generator(seed)
     state = TrainState()
+    stopper = (EarlyStopping(cfg.early_stopping.patience, cfg.kl_warmup_epochs)
+               if cfg.early_stopping else None)
+    if stopper is not None and shards.world > 1:  # only rank 0 validates, so only it could stop
+        raise ValueError(f"{spec.run_id}: early_stopping needs one process; run it without "
+                         f"torchrun (got {shards.world} processes)")
+    best_model = None
     ckpt_path = out_dir / "checkpoint.pt"
     ckpt = resumable_checkpoint(ckpt_path, fingerprint, epochs)
     if ckpt is not None:
@@ -126,6 +140,8 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
             sched.load_state_dict(ckpt["scheduler"])
         gen.set_state(ckpt["generator"])
         state = TrainState(**{**ckpt["state"], "resumed_from": ckpt["state"]["epoch"]})
+        if stopper is not None:
+            stopper, best_model = EarlyStopping(**state.early_stopping), ckpt["best_model"]
     model.train()
     bar = tqdm(range(state.epoch, epochs), initial=state.epoch, total=epochs,
                desc=spec.run_id, disable=not progress, unit="epoch", leave=False)
@@ -133,6 +149,10 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=gen)
         sums: dict[str, float] = {}
+        model.kl_weight = kl_warmup_weight(epoch + 1, cfg.kl_warmup_epochs)
+        if cfg.lr_schedule == "burda":
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * burda_lr_factor(epoch)
         for b in range(steps_per_epoch):
             idx = perm[b * bs:(b + 1) * bs].to(device)
             opt.zero_grad(set_to_none=True)
@@ -155,6 +175,8 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
                 loss.backward()
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach().mean()) / len(shards.ranks)
+            if cfg.grad_normalization == "unit_norm":  # after DDP's all-reduce: the global one
+                normalize_gradients_(model.parameters())
             opt.step()
             if sched is not None:
                 sched.step()
@@ -167,21 +189,31 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
         row = {f"train_{k}": v / steps_per_epoch for k, v in sums.items()}
         val = evaluate_split(model, x_val, y_val, bundle.kind, bundle.levels, seed + 1)
         row.update({f"val_{k}": v for k, v in val.items()})
+        if cfg.kl_warmup_epochs:
+            row["kl_weight"] = model.kl_weight
+        if stopper is not None and stopper.update(epoch + 1, val["elbo"]):
+            best_model = {k: v.clone() for k, v in model.state_dict().items()}
         row["epoch"] = epoch + 1
         row["seconds"] = state.seconds
         state.history.append(row)
         state.epoch = epoch + 1
+        state.early_stopping = None if stopper is None else stopper.state()
         tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
         ckpt = {"fingerprint": fingerprint, "model": model.state_dict(),
                 "optimizer": opt.state_dict(), "generator": gen.get_state(),
                 "scheduler": None if sched is None else sched.state_dict(),
-                "state": state.__dict__}
+                "best_model": best_model, "state": state.__dict__}
         atomic_write(ckpt_path, lambda p, c=ckpt: torch.save(c, p))
         if state.epoch == midpoint_epoch(epochs):
             atomic_write(out_dir / MIDPOINT_FILE, lambda p: torch.save(model.state_dict(), p))
         bar.set_postfix(val_elbo=f"{val['elbo']:.2f}")
         if on_epoch is not None:
             on_epoch(state)
+        if stopper is not None and stopper.stop:
+            break
+    model.kl_weight = 1.0
+    if best_model is not None:  # early stopping keeps the best epoch's weights
+        model.load_state_dict(best_model)
     model.eval()
     return model, state
 
@@ -194,6 +226,8 @@ def resumable_checkpoint(path: Path, fingerprint: str, epochs: int) -> dict | No
     ckpt = torch.load(path, weights_only=False, map_location="cpu")
     if ckpt.get("fingerprint") != fingerprint or ckpt["state"]["epoch"] >= epochs:
         return None
+    if (ckpt["state"].get("early_stopping") or {}).get("stopped_at"):
+        return None  # stopped early: finished
     return ckpt
 
 
@@ -214,4 +248,5 @@ def load_trained(spec, bundle, out_dir: Path
     mid = out_dir / MIDPOINT_FILE
     mid_model = (build(torch.load(mid, weights_only=True, map_location="cpu"))
                  if mid.exists() else None)
-    return build(ckpt["model"]), ckpt["state"], mid_model
+    best = ckpt.get("best_model")  # early stopping: the best epoch's weights
+    return build(ckpt["model"] if best is None else best), ckpt["state"], mid_model

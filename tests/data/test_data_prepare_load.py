@@ -117,7 +117,7 @@ def test_configs_are_typed_with_study_defaults(tmp_path):
     assert DATASETS == ("digits", "fashion-mnist", "dsprites", "linear-gaussian", "mnist",
                         "cifar10")
     assert config_class("fashion-mnist")().model_dump() == {
-        "seed": 0, "val_size": 5000, "n_train": None}
+        "seed": 0, "val_size": 5000, "n_train": None, "val_split": "random"}
     assert config_class("dsprites")().n_samples == 20000
     assert config_class("linear-gaussian")().model_dump() == {
         "seed": 0, "d": 20, "k": 4, "sigma2": 0.1, "signal_var_max": 4.0,

@@ -13,7 +13,7 @@ import numpy as np
 
 from vaebench.data.bundle import Built
 from vaebench.data.fetch import Expected, data_root, obtain_all
-from vaebench.data.splits import holdout_split
+from vaebench.data.splits import split_description, train_val_split
 
 ARCHIVE = Expected(
     "cifar-10-python.tar.gz", "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
@@ -74,7 +74,8 @@ def load_raw() -> tuple[dict[str, np.ndarray], dict]:
 def build(cfg) -> Built:
     """Official test batch; validation held out from the 50000 training images (seeded)."""
     raw, source = load_raw()
-    train, val = holdout_split(len(raw["x_train"]), cfg.val_size, cfg.n_train, cfg.seed)
+    train, val = train_val_split(len(raw["x_train"]), cfg.val_size, cfg.n_train, cfg.seed,
+                                 cfg.val_split)
     arrays = {
         "x_train": raw["x_train"][train], "y_train": raw["y_train"][train],
         "x_val": raw["x_train"][val], "y_val": raw["y_train"][val],
@@ -87,8 +88,9 @@ def build(cfg) -> Built:
         image_shape=(3, 32, 32),
         n_classes=10,
         source={"files": {"archive": source}},
-        info={"split": "val = last val_size of numpy.random.default_rng(seed).permutation("
-                       f"{len(raw['x_train'])}) of data_batch_1..5; train = the rest (first "
-                       "n_train of it if given); test = test_batch",
+        info={"split": (split_description("last", len(raw["x_train"])) if cfg.val_split == "last"
+                         else "val = last val_size of numpy.random.default_rng(seed).permutation("
+                         f"{len(raw['x_train'])}) of data_batch_1..5; train = the rest (first "
+                         "n_train of it if given); test = test_batch"),
               "n_official": {"train": int(len(raw["x_train"])), "test": int(len(raw["x_test"]))}},
     )

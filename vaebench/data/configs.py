@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -37,6 +37,10 @@ class _HoldoutConfig(_DataConfig):
     )
     n_train: int | None = Field(
         None, ge=1, description="Optional training subsample (the first n_train of the rest)."
+    )
+    val_split: Literal["random", "last"] = Field(
+        "random", description="random: val drawn by a seeded permutation; last: the last "
+        "val_size images in file order, unshuffled (the VampPrior / Exemplar VAE split)."
     )
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from vaebench.data.bundle import Built
 from vaebench.data.fetch import Expected, data_root, obtain_all
 from vaebench.data.idx import IdxFormatError, parse_idx, parse_idx_gz
-from vaebench.data.splits import holdout_split
+from vaebench.data.splits import split_description, train_val_split
 
 PARTS = ("train-images", "train-labels", "t10k-images", "t10k-labels")
 
@@ -116,7 +116,8 @@ def load_raw(name: str) -> tuple[dict[str, np.ndarray], dict]:
 def build_idx(name: str, cfg) -> Built:
     """Official test set; validation held out from the official training set (seeded)."""
     raw, sources = load_raw(name)
-    train, val = holdout_split(len(raw["x_train"]), cfg.val_size, cfg.n_train, cfg.seed)
+    train, val = train_val_split(len(raw["x_train"]), cfg.val_size, cfg.n_train, cfg.seed,
+                                 cfg.val_split)
     arrays = {
         "x_train": raw["x_train"][train], "y_train": raw["y_train"][train],
         "x_val": raw["x_train"][val], "y_val": raw["y_train"][val],
@@ -129,8 +130,6 @@ def build_idx(name: str, cfg) -> Built:
         image_shape=(1, 28, 28),
         n_classes=10,
         source={"files": sources},
-        info={"split": "val = last val_size of numpy.random.default_rng(seed).permutation("
-                       f"{len(raw['x_train'])}) of the official training set; train = the rest "
-                       "(first n_train of it if given); test = official test set",
+        info={"split": split_description(cfg.val_split, len(raw["x_train"])),
               "n_official": {"train": int(len(raw["x_train"])), "test": int(len(raw["x_test"]))}},
     )

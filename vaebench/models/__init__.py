@@ -6,6 +6,7 @@ from vaebench.models.base import DataInfo, GaussianLatentModel, TrainConfig
 from vaebench.models.beta_vae import BetaVAE, BetaVAEConfig
 from vaebench.models.betatc import BetaTCVAE, BetaTCVAEConfig
 from vaebench.models.cvae import CVAE, CVAEConfig
+from vaebench.models.hvae import HVAE, HVAEConfig
 from vaebench.models.iwae import IWAE, IWAEConfig
 from vaebench.models.linear import LinearVAE, LinearVAEConfig
 from vaebench.models.vae import VAE, VAEConfig
@@ -17,6 +18,7 @@ MODELS: dict[str, tuple[type[TrainConfig], type[GaussianLatentModel]]] = {
     "iwae": (IWAEConfig, IWAE),
     "betatc": (BetaTCVAEConfig, BetaTCVAE),
     "linear": (LinearVAEConfig, LinearVAE),
+    "hvae": (HVAEConfig, HVAE),
 }
 
 

@@ -20,6 +20,15 @@ from vaebench import likelihoods
 from vaebench.nets import build_decoder, build_encoder
 
 
+class EarlyStoppingConfig(BaseModel):
+    """Stop when the validation ELBO has not improved for more than ``patience`` epochs (never
+    during the KL warm-up) and keep the best epoch's weights (``vaebench.regimen``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    patience: PositiveInt
+
+
 class TrainConfig(BaseModel):
     """Hyper-parameters shared by every model (one block of ``train.<model>`` in params.yaml).
 
@@ -30,14 +39,26 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     latent_dim: PositiveInt
-    epochs: PositiveInt
+    epochs: PositiveInt  # with early_stopping: the most epochs to train
     batch_size: PositiveInt
     lr: PositiveFloat
-    arch: Literal["mlp", "conv"] = "mlp"
+    arch: Literal["mlp", "conv", "gated_mlp"] = "mlp"
     hidden: list[PositiveInt] = Field(default_factory=lambda: [400])
     likelihood: Literal["auto", "bernoulli", "gaussian"] = "auto"
     min_steps: NonNegativeInt = 0  # small datasets: train for at least this many Adam steps
-    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: anneal to 0 over training
+    # cosine: anneal to 0 over training; burda: 3^i epochs at lr * 10^(-i/7) (vaebench.regimen)
+    lr_schedule: Literal["constant", "cosine", "burda"] = "constant"
+    adam_eps: PositiveFloat = 1e-8
+    adam_betas: list[float] = Field(default_factory=lambda: [0.9, 0.999], min_length=2,
+                                    max_length=2)
+    # Adam on each parameter's gradient scaled to unit L2 norm (the VampPrior's AdamNormGrad)
+    grad_normalization: Literal["none", "unit_norm"] = "none"
+    kl_warmup_epochs: NonNegativeInt = 0  # KL weight min(1, epoch / kl_warmup_epochs)
+    # the KL term of the ELBO objective: closed form, or log q(z|x) - log p(z) at the sample
+    kl_estimator: Literal["analytic", "monte_carlo"] = "analytic"
+    early_stopping: EarlyStoppingConfig | None = None  # on the validation ELBO
+    # Bernoulli means clamped to [eps, 1 - eps] (the VampPrior's log_Bernoulli: 1e-5)
+    bernoulli_eps: float | None = Field(None, gt=0, lt=0.5)
 
     def total_epochs(self, n_train: int) -> int:
         """``epochs``, raised so that at least ``min_steps`` optimizer steps are taken."""
@@ -99,6 +120,19 @@ class GaussianLatentModel(nn.Module):
         # Gaussian decoders share one learned log sigma^2 (pPCA-style); init sigma^2 = 0.1.
         self.dec_logvar = (nn.Parameter(torch.full((), math.log(0.1)))
                            if self.likelihood == "gaussian" else None)
+        self.kl_weight = 1.0  # the KL warm-up's weight, set by the trainer every epoch
+        self._check_options(cfg)
+
+    def _check_options(self, cfg: TrainConfig) -> None:
+        """Options that only the plain (beta-)ELBO objective or a Bernoulli decoder honour."""
+        own_objective = type(self).objective is not GaussianLatentModel.objective
+        for key, default in (("kl_warmup_epochs", 0), ("kl_estimator", "analytic")):
+            if own_objective and getattr(cfg, key) != default:
+                raise ValueError(f"{key}: model {self.name!r} has its own objective, which "
+                                 f"ignores {key}; leave it at {default!r}")
+        if cfg.bernoulli_eps is not None and self.likelihood != "bernoulli":
+            raise ValueError(f"bernoulli_eps: the decoder is {self.likelihood!r}; it applies to "
+                             "a Bernoulli decoder only")
 
     def build_nets(self, cfg: TrainConfig, info: DataInfo, cond: int) -> tuple[nn.Module, nn.Module]:
         enc = build_encoder(cfg.arch, info.dim, info.image_shape, cfg.latent_dim, cfg.hidden, cond)
@@ -120,6 +154,9 @@ class GaussianLatentModel(nn.Module):
         out = self.decoder(z, self.condition(y))
         if self.likelihood == "gaussian":
             return out, self.dec_logvar
+        if self.cfg.bernoulli_eps is not None:  # sigmoid(+-L) = 1 - eps, eps: the same clamp
+            bound = math.log((1.0 - self.cfg.bernoulli_eps) / self.cfg.bernoulli_eps)
+            out = out.clamp(-bound, bound)
         return (out,)
 
     def log_px(self, x: Tensor, z: Tensor, y: Tensor | None = None) -> Tensor:
@@ -142,14 +179,24 @@ class GaussianLatentModel(nn.Module):
         log_px_z = self.log_px(x, z, y)
         return LatentTerms(mu, logvar, z, kl, log_px_z, log_qz, log_pz)
 
+    def log_weights(self, x: Tensor, y: Tensor | None, n_samples: int, seed: int) -> Tensor:
+        """log w = log p(x|z) + log p(z) - log q(z|x), ``n_samples`` draws per row: (S, N)
+        (Burda et al. 2016, eq. 7)."""
+        from vaebench.objectives import log_importance_weights
+
+        t = self.terms(x, y, n_samples, seed, with_log_probs=True)
+        return log_importance_weights(t.log_px_z, t.log_pz, t.log_qz).reshape(n_samples, -1)
+
     # -- the objective ----------------------------------------------------------------------
     def objective(self, x: Tensor, y: Tensor | None, seed: int) -> tuple[Tensor, dict[str, Tensor]]:
         """Per-point objective to maximize, and per-point stats (elbo, recon, kl)."""
         from vaebench.objectives import elbo
 
-        t = self.terms(x, y, 1, seed)
-        stats = {"elbo": elbo(t.log_px_z, t.kl), "recon": t.log_px_z, "kl": t.kl}
-        return elbo(t.log_px_z, t.kl, self.beta), stats
+        mc = self.cfg.kl_estimator == "monte_carlo"
+        t = self.terms(x, y, 1, seed, with_log_probs=mc)
+        kl = t.log_qz - t.log_pz if mc else t.kl
+        stats = {"elbo": elbo(t.log_px_z, kl), "recon": t.log_px_z, "kl": kl}
+        return elbo(t.log_px_z, kl, self.beta * self.kl_weight), stats
 
     @property
     def beta(self) -> float:

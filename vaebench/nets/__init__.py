@@ -8,15 +8,18 @@ condition vector (one-hot label for the conditional VAE) concatenated to the inp
 from __future__ import annotations
 
 from vaebench.nets.conv import ConvDecoder, ConvEncoder
+from vaebench.nets.gated import GatedMLPDecoder, GatedMLPEncoder
 from vaebench.nets.mlp import MLPDecoder, MLPEncoder
 
-ARCHITECTURES = ("mlp", "conv", "linear")
+ARCHITECTURES = ("mlp", "conv", "gated_mlp", "linear")
 
 
 def build_encoder(arch: str, in_dim: int, image_shape: tuple[int, int, int] | None,
                   latent_dim: int, hidden: list[int], cond_dim: int = 0):
     if arch == "mlp":
         return MLPEncoder(in_dim, latent_dim, hidden, cond_dim)
+    if arch == "gated_mlp":
+        return GatedMLPEncoder(in_dim, latent_dim, hidden, cond_dim)
     if arch == "conv":
         if image_shape is None:
             raise ValueError("arch 'conv' needs an image dataset; valid choices here: mlp, linear")
@@ -28,6 +31,8 @@ def build_decoder(arch: str, out_dim: int, image_shape: tuple[int, int, int] | N
                   latent_dim: int, hidden: list[int], cond_dim: int = 0):
     if arch == "mlp":
         return MLPDecoder(out_dim, latent_dim, hidden, cond_dim)
+    if arch == "gated_mlp":
+        return GatedMLPDecoder(out_dim, latent_dim, hidden, cond_dim)
     if arch == "conv":
         if image_shape is None:
             raise ValueError("arch 'conv' needs an image dataset; valid choices here: mlp, linear")

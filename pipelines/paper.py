@@ -277,7 +277,7 @@ def evaluate(model: str, dataset: str,
         fail(f"{train_dir}: run {cell.run!r} is not trained; run its train stage first")
     bundle = guarded(lambda: load_bundle(dataset))
     setup_torch(params)
-    trained, _ = load_trained(spec, bundle, train_dir)
+    trained, _, _ = load_trained(spec, bundle, train_dir)
     train = read_json(train_dir / "train.json")
 
     def progress(done: int, total: int) -> None:

@@ -89,7 +89,8 @@ def write_report(params, runs, reports_dir: Path):
     machine = machine_info(ROOT, resolve_gemm(params.study.gemm))
     grad_path = reports_dir / "gradients" / "gradients.json"
     gradients = read_json(grad_path) if grad_path.exists() else None
-    html = page.render(report, figures, pictures, planted, machine, wall, gradients)
+    papers = [read_json(f) for f in sorted((reports_dir / "paper").glob("*.json"))]
+    html = page.render(report, figures, pictures, planted, machine, wall, gradients, papers)
     atomic_write_text(reports_dir / "index.html", html)
     return report
 

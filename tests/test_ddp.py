@@ -61,7 +61,7 @@ def test_two_processes_equal_one_process_computing_both_shards(project, tmp_path
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     folder = work / "runs" / "vae-digits" / "seed0" / "train"
-    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.pt", "train.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.pt", "midpoint.pt", "train.json"]
     ddp = json.loads((folder / "train.json").read_text())
     assert ddp["processes"] == 2 and ddp["epochs"] == EPOCHS
 

@@ -47,6 +47,7 @@ def study(tmp_path_factory):
     shutil.copy(ROOT / "presets" / "tiny.yaml", work / "params.yaml")
     (work / "reports").mkdir()  # the committed planted-bug result, an input of the report stage
     shutil.copy(ROOT / "reports" / "planted_bugs.json", work / "reports" / "planted_bugs.json")
+    shutil.copytree(ROOT / "reports" / "paper", work / "reports" / "paper")  # paper-preset runs
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(work),
            "TORCHINDUCTOR_CACHE_DIR": str(ROOT / ".cache" / "inductor")}

@@ -142,7 +142,7 @@ def test_early_stopping_keeps_the_best_epoch_and_warmup_weights(digits, tmp_path
     monkeypatch.setattr(trainer, "evaluate_split", real)
     ref, _ = train(spec_for(2, kl_warmup_epochs=3), digits, tmp_path / "ref", NullTracker(),
                    "fp", progress=False)
-    loaded, _ = load_trained(spec, digits, tmp_path / "es")
+    loaded, _, _ = load_trained(spec, digits, tmp_path / "es")
     for name, value in ref.state_dict().items():
         assert torch.equal(model.state_dict()[name], value), name
         assert torch.equal(loaded.state_dict()[name], value), name

@@ -179,3 +179,30 @@ def test_missing_and_malformed_runs_are_one_line_errors(tmp_path, capsys):
 def test_models_listed_are_the_fixture(study):
     root, _, report = study
     assert {r.cell.model for r in report.runs} == {*MODELS, "linear"}
+
+
+def test_paper_runs_sit_beside_their_published_number(tmp_path):
+    """A result in reports/paper/ appears in the published table with the verdict and interval
+    its own document holds, and the study's VAE row keeps the one source of the number."""
+    from vaebench.paper.published import published
+    from vaebench.paper.report import t_interval, verdict
+
+    write_study(tmp_path, alpha=ALPHA)
+    pub = published("exemplar-vae-fashion-mnist-vae")
+    nll = t_interval([231.0, 231.4, 230.9], 0.95)
+    cmp_ = verdict(nll, pub.nll, pub.pm, 1.0, 0.95)
+    assert cmp_["verdict"] == "above"  # 231.1 +- 0.66 against 228.70 +- 0.29, tolerance 1
+    doc = {"name": "paper-fmnist", "date": "2026-12-02", "machine": {"cpu": "Test CPU"},
+           "differences": ["forty epochs, not early stopping"],
+           "variants": [{"name": "vae", "nll": nll, "comparison": cmp_,
+                         "published": pub.model_dump(),
+                         "seeds": [{"seed": s} for s in (0, 1, 2)]}]}
+    (tmp_path / "reports" / "paper").mkdir(parents=True)
+    (tmp_path / "reports" / "paper" / "paper-fmnist.json").write_text(json.dumps(doc))
+    build(tmp_path)
+    page = (tmp_path / "reports" / "index.html").read_text()
+    published_part = page[page.index('id="published"'):page.index('id="gradients"')]
+    row = next(r for r in published_part.split("<tr>") if "paper-fmnist" in r)
+    assert "228.70 ± 0.15" in row and "above" in row and "3 seeds: 0, 1, 2" in row
+    lo, hi = cmp_["interval"]
+    assert f"[{lo:.2f}, {hi:.2f}]" in row and "forty epochs" in row and "Test CPU" in row

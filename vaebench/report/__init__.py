@@ -4,8 +4,8 @@
 - ``aggregate``: each cell over its seeds (mean, Student-t interval, within-run error);
 - ``compare``: paired comparisons on the same test points, Holm-corrected verdicts;
 - ``build``: the ``Report`` (checks judged, headline, conventions) — logic, no files;
-- ``tables``, ``figures``, ``page``: the presentation (Jinja2 template and CSS in templates/,
-  published numbers in published.yaml).
+- ``tables``, ``figures``, ``page``: the presentation (Jinja2 template and CSS in templates/;
+  published numbers from ``vaebench.paper.published``, paper-preset runs from reports/paper/).
 """
 
 from vaebench.report.build import Report, build_report, failure_line, headline_metrics

@@ -4,12 +4,9 @@
 from __future__ import annotations
 
 import math
-from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from vaebench.report import tables
 from vaebench.report.build import Report, conventions
@@ -26,12 +23,6 @@ PICTURE_CAPTIONS = {
 FIGURE_ORDER = ("training_curves", "rate_distortion", "beta_sweep", "kl_per_dim")
 
 
-@cache
-def published() -> dict[str, Any]:
-    """The published numbers (``published.yaml``), as data."""
-    return yaml.safe_load(resources.files("vaebench.report").joinpath("published.yaml").read_text())
-
-
 def _template(name: str) -> str:
     return resources.files("vaebench.report").joinpath("templates", name).read_text()
 
@@ -45,15 +36,36 @@ def interval_verdict(ours: float, ours_se: float, pub: float, pub_se: float) -> 
     return "within" if lo <= 0 <= hi else ("above" if lo > 0 else "below")
 
 
-def published_table(report: Report) -> tables.Table:
-    pub = published()["exemplar_vae_fashion_mnist"]
+def published_table(report: Report, papers: list[dict]) -> tables.Table:
+    """Our numbers beside published ones: the study's VAE on Fashion-MNIST (its own protocol)
+    and every paper-preset run in reports/paper/ (the published protocol), each with the
+    verdict from the interval of the difference."""
+    from vaebench.paper.published import published
+
+    pub = published("exemplar-vae-fashion-mnist-vae")
     cols = ["quantity", "published", "ours", "ours − published", "verdict", "protocol differences"]
-    row = report.cells[report.cells["cell"] == "vae-fashion-mnist"]
     rows = []
-    vae = pub["rows"][0]
+    for doc in papers:
+        for v in doc["variants"]:
+            cmp_, p, nll = v.get("comparison"), v.get("published"), v["nll"]
+            if not (cmp_ and p):
+                continue
+            seeds = ", ".join(str(m["seed"]) for m in v["seeds"])
+            diffs = "; ".join(doc["differences"])
+            lo, hi = cmp_["interval"]
+            rows.append([f"{p['model']}: test NLL, {p['dataset']} (nats), `vaebench paper` "
+                         f"{doc['name']}", f"{p['nll']:.2f}" + (f" ± {p['pm']:.2f}" if p["pm"]
+                                                               else ""),
+                         f"{tables.pm(nll['mean'], nll['half_width'])} ({nll['n']} seeds: "
+                         f"{seeds})", f"{tables.fmt(cmp_['difference'])} [{tables.fmt(lo)}, "
+                         f"{tables.fmt(hi)}]", cmp_["verdict"] + (f" ({cmp_['reason']})"
+                                                                if cmp_.get("reason") else ""),
+                         f"{doc['date']}, {doc['machine'].get('cpu', '?')}; see "
+                         f"reports/paper/{doc['name']}.md. {diffs}"])
+    row = report.cells[report.cells["cell"] == "vae-fashion-mnist"]
     if row.empty:
-        rows.append([f"{vae['model']}: test NLL, Fashion-MNIST", f"{vae['nll']:.2f} ± "
-                     f"{vae['se']:.2f}", "not in this study", "—", "—", pub["source"]])
+        rows.append([f"{pub.model}: test NLL, Fashion-MNIST (this study)", f"{pub.nll:.2f} ± "
+                     f"{pub.pm:.2f}", "not in this study", "—", "—", pub.source])
         return tables.Table(cols, rows)
     r = row.iloc[0]
     n = int(r["n_seeds"])
@@ -63,20 +75,20 @@ def published_table(report: Report) -> tables.Table:
     cfg = runs[0].train.get("train_config", {})
     ours_protocol = (f"ours: {cfg.get('arch')} {cfg.get('hidden')}, z = {m.latent_dim}, "
                      f"{m.epochs} epochs, NLL with k = {m.nll_k} on {m.nll_points} of "
-                     f"{m.n_test} test points, {n} seed(s); published: {pub['protocol']}")
-    rows.append([f"{vae['model']}: test NLL, Fashion-MNIST (nats)",
-                 f"{vae['nll']:.2f} ± {vae['se']:.2f}", tables.pm(r["nll"], r["nll_ci95"]),
-                 tables.fmt(r["nll"] - vae["nll"]),
-                 interval_verdict(r["nll"], se, vae["nll"], vae["se"]), ours_protocol])
+                     f"{m.n_test} test points, {n} seed(s); published: {pub.protocol}")
+    rows.append([f"{pub.model}: test NLL, Fashion-MNIST (nats), this study's VAE",
+                 f"{pub.nll:.2f} ± {pub.pm:.2f}", tables.pm(r["nll"], r["nll_ci95"]),
+                 tables.fmt(r["nll"] - pub.nll),
+                 interval_verdict(r["nll"], se, pub.nll, pub.pm), ours_protocol])
     return tables.Table(cols, rows)
 
 
 def burda_table() -> tables.Table:
-    b = published()["burda_2016_table1"]
-    rows = [[row["model"], str(row["layers"]), str(row["k"]), f"{row['nll']:.2f}",
-             str(row.get("active_units", "—"))] for row in b["rows"]]
-    return tables.Table(["model", "stochastic layers", "training k", "NLL (−L_5000), MNIST",
-                         "active units"], rows)
+    from vaebench.paper.published import PUBLISHED
+
+    rows = [[p.model, f"{p.nll:.2f}", str(p.active_units or "—")]
+            for p in PUBLISHED.values() if p.key.startswith("burda2016")]
+    return tables.Table(["model (training k)", "NLL (−L_5000), MNIST", "active units"], rows)
 
 
 def gradients_section(doc: dict | None) -> dict[str, Any] | None:
@@ -103,7 +115,7 @@ def gradients_section(doc: dict | None) -> dict[str, Any] | None:
 
 def render(report: Report, figures: dict[str, str], pictures: dict[str, list[str]],
            planted: dict | None, machine: dict[str, str], wall: dict[str, str],
-           gradients: dict | None = None) -> str:
+           gradients: dict | None = None, papers: list[dict] | None = None) -> str:
     """The page. ``figures`` maps figure key -> path and ``pictures`` maps run -> paths, both
     relative to the page; only these are referenced."""
     import jinja2
@@ -131,7 +143,9 @@ def render(report: Report, figures: dict[str, str], pictures: dict[str, list[str
     pics = [(run, [{"src": p, "alt": f"{run} {Path(p).stem}",
                     "caption": PICTURE_CAPTIONS.get(Path(p).stem, Path(p).stem)} for p in paths])
             for run, paths in pictures.items() if paths]
-    b = published()["burda_2016_table1"]
+    from vaebench.paper.published import BURDA, published
+
+    burda_protocol = published("burda2016-mnist-1l-vae-k1").protocol
     n_comp = len(report.comparisons)
     return env.from_string(_template("index.html.j2")).render(
         css=_template("style.css"), study=report.params.study.name, n_runs=len(runs),
@@ -169,6 +183,6 @@ def render(report: Report, figures: dict[str, str], pictures: dict[str, list[str
         collapse=tables.collapse_table(report.cells, runs),
         disentanglement=tables.disentanglement_table(report.cells, runs),
         mig_variant="; ".join(variants) or "not stated", linear=tables.linear_table(runs),
-        published=published_table(report), burda_source=b["source"],
-        burda_protocol=b["protocol"], burda=burda_table(), runs=tables.runs_table(runs),
+        published=published_table(report, papers or []), burda_source=BURDA,
+        burda_protocol=burda_protocol, burda=burda_table(), runs=tables.runs_table(runs),
         gradients=gradients_section(gradients), pictures=pics)

@@ -89,7 +89,8 @@ def main(k: int = 500, points: int = 500, k_chunk: int = 100, bs: int = 500, rep
         torch.set_num_threads(threads)
     load_start = os.getloadavg()[0]
     from vaebench import data, evaluate, importance
-    from vaebench.config import Cell, load_params, run_spec
+    from vaebench.cells import Cell, run_spec
+    from vaebench.config import load_params
     from vaebench.inputs import fixed_inputs
     from vaebench.io import atomic_write_json, atomic_write_text
     from vaebench.machine import machine_info

@@ -178,7 +178,8 @@ def main(epochs: int = 3, repeats: int = 3, seed: int = 0,
         torch.set_num_threads(threads)
     load_start = os.getloadavg()[0]
     from vaebench import data
-    from vaebench.config import Cell, load_params, run_spec
+    from vaebench.cells import Cell, run_spec
+    from vaebench.config import load_params
     from vaebench.inputs import fixed_inputs
     from vaebench.io import atomic_write_json, atomic_write_text
     from vaebench.machine import machine_info

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vaebench.config import Cell, ConfigError, Params, find_cell, load_params
+from vaebench.cells import Cell, find_cell
+from vaebench.config import ConfigError, Params, load_params
 
 ROOT = Path(os.environ.get("VAEBENCH_ROOT", ".")).resolve()
 DATA = ROOT / "data"

@@ -52,7 +52,7 @@ def main(model: str, dataset: str,
          latent_dim: int = typer.Option(None, help="a linear cell's latent size (study.linear)"),
          params_file: str = typer.Option("params.yaml", "--params"),
          track: bool = typer.Option(True, help="log to MLflow")) -> None:
-    from vaebench.config import run_spec
+    from vaebench.cells import run_spec
 
     started = time.time()
     params = params_or_exit(params_file)

@@ -142,7 +142,7 @@ def _extend(source: Path, dest: Path, params, cell) -> str:
     """
     import torch
 
-    from vaebench.config import run_spec
+    from vaebench.cells import run_spec
     from vaebench.io import atomic_write, read_json
 
     if (dest / "checkpoint.pt").exists():
@@ -234,7 +234,8 @@ def run(preset: Annotated[Path, typer.Argument(help="a paper preset, e.g. "
                 typer.echo(f"{name} seed {seed}: evaluated already")
                 continue
             if extend_from is not None:
-                from vaebench.config import Cell, parse_params
+                from vaebench.cells import Cell
+                from vaebench.config import parse_params
 
                 src = extend_from.resolve() / vdir.relative_to(study_dir) / run_dir.relative_to(
                     vdir) / "train"
@@ -258,7 +259,7 @@ def evaluate(model: str, dataset: str,
              seed: int = typer.Option(..., help="the training seed, one of study.seeds"),
              params_file: str = typer.Option("params.yaml", "--params")) -> None:
     """The published protocol's test metrics of one trained run (runs/<cell>/seed<k>/paper/)."""
-    from vaebench.config import run_spec
+    from vaebench.cells import run_spec
     from vaebench.io import atomic_write_json, read_json
     from vaebench.machine import machine_info
     from vaebench.paper.config import parse_paper

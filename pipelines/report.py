@@ -97,7 +97,7 @@ def write_report(params, runs, reports_dir: Path):
 
 def report_stage(params_file: str | Path, runs_dir: Path, reports_dir: Path) -> None:
     """The whole stage: read, judge, write; exit 2 on bad input, 1 when a check fails."""
-    from vaebench.config import cells
+    from vaebench.cells import cells
     from vaebench.report import failure_line, read_runs
 
     started = time.time()

@@ -39,7 +39,7 @@ def main(model: str, dataset: str,
          track: bool = typer.Option(True, help="log to MLflow"),
          progress: bool = typer.Option(True, help="show a progress bar")) -> None:
     from vaebench import parallel
-    from vaebench.config import run_spec
+    from vaebench.cells import run_spec
 
     started = time.time()
     params = params_or_exit(params_file)

@@ -18,7 +18,7 @@ MARKER = RUNS / "params-valid.txt"
 
 @app.command()
 def main(params_file: str = typer.Option("params.yaml", "--params")) -> None:
-    from vaebench.config import cells
+    from vaebench.cells import cells
     from vaebench.io import atomic_write_text
 
     params = params_or_exit(params_file)

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from vaebench.config import Cell, cells, parse_params
+from vaebench.cells import Cell, cells
+from vaebench.config import parse_params
 from vaebench.data.bundle import npz_bytes
 from vaebench.results import (
     Disentanglement,
@@ -58,7 +59,7 @@ def params_dict(alpha: float = 0.05) -> dict[str, Any]:
 
 
 def run_of(model: str, dataset: str, beta: float | None = None, seed: int = 0) -> str:
-    """The run folder of a cell, as ``config.Cell.run`` names it."""
+    """The run folder of a cell, as ``vaebench.cells.Cell.run`` names it."""
     if model == "linear" and beta is None:
         return Cell(model, dataset, seed, "linear", latent_dim=4).run
     return Cell(model, dataset, seed, "grid" if beta is None else "sweep", beta).run

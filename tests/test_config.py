@@ -11,16 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vaebench.config import (
-    Cell,
-    ConfigError,
-    cells,
-    find_cell,
-    load_params,
-    parse_params,
-    read_yaml,
-    run_spec,
-)
+from vaebench.cells import Cell, cells, find_cell, run_spec
+from vaebench.config import ConfigError, load_params, parse_params, read_yaml
 from vaebench.nets.linear import resolve_gemm
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,8 @@ import torch
 from scratch import env_for, micro_params
 
 from vaebench import data
-from vaebench.config import Cell, parse_params, run_spec
+from vaebench.cells import Cell, run_spec
+from vaebench.config import parse_params
 from vaebench.parallel import ParallelError, Shards
 from vaebench.tracking import NullTracker
 from vaebench.train import train
@@ -90,7 +91,8 @@ def test_two_processes_equal_one_process_computing_both_shards(project, tmp_path
 
 
 def test_the_gpu_preset_is_a_valid_study_of_conv_models_on_cuda():
-    from vaebench.config import cells, load_params
+    from vaebench.cells import cells
+    from vaebench.config import load_params
 
     params = load_params(ROOT / "presets" / "gpu.yaml")
     assert params.study.device == "cuda" and params.study.backend == "auto"

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vaebench.config import Cell, cells, load_params
+from vaebench.cells import Cell, cells
+from vaebench.config import load_params
 from vaebench.plots import QUANTITIES, RatePoint, RunCurves, curve_frames, write_plots
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,7 +23,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from vaebench.config import cells, load_params
+from vaebench.cells import cells
+from vaebench.config import load_params
 from vaebench.results import RunMetrics
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 from mlflow_server import mlflow_server
 
 from vaebench import data
-from vaebench.config import Cell
+from vaebench.cells import Cell
 from vaebench.tracking import (
     BackgroundTracker,
     dataset_splits,

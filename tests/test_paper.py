@@ -18,7 +18,8 @@ from scipy import stats
 from torch.distributions import Bernoulli, Normal
 
 from vaebench import data, objectives
-from vaebench.config import Cell, load_params, parse_params, read_yaml, run_spec
+from vaebench.cells import Cell, run_spec
+from vaebench.config import load_params, parse_params, read_yaml
 from vaebench.models import DataInfo, build_model, config_class
 from vaebench.paper import likelihood as lik
 from vaebench.paper.config import parse_paper, variants

@@ -19,7 +19,7 @@ import pytest
 import torch
 from scratch import micro_params, run, scratch_project
 
-from vaebench.config import Cell
+from vaebench.cells import Cell
 from vaebench.sweep import RunLocked, Stage, lock_path, run_stages
 
 ray = pytest.importorskip("ray")

@@ -28,7 +28,8 @@ from report_fixtures import (
 from scipy import stats
 
 from pipelines.report import report_stage, write_report
-from vaebench.config import cells, load_params
+from vaebench.cells import cells
+from vaebench.config import load_params
 from vaebench.report import read_runs
 from vaebench.report.page import interval_verdict
 from vaebench.theory.records import record

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vaebench.config import cells, parse_params, read_yaml
+from vaebench.cells import cells
+from vaebench.config import parse_params, read_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 dvc_repo = pytest.importorskip("dvc.repo")
@@ -46,7 +47,7 @@ def test_dvc_names_every_run_as_the_code_does(tmp_path, betas):
 
 def test_stage_commands_find_their_cells(tmp_path):
     """Every train/evaluate command line resolves to a declared cell with the same folder."""
-    from vaebench.config import find_cell
+    from vaebench.cells import find_cell
 
     raw = read_yaml(ROOT / "params.yaml")
     raw["sweep"]["betas"] = [1, 2.5]
@@ -131,7 +132,7 @@ def test_copied_dependency_lists_match_the_anchored_ones():
 
 
 def test_dvc_and_the_cli_run_the_cells_in_one_order(tmp_path, monkeypatch):
-    """`vaebench study` and dvc.yaml list the runs as config.cells does, in its order."""
+    """`vaebench study` and dvc.yaml list the runs as vaebench.cells.cells does, in its order."""
     from typer.testing import CliRunner
 
     from vaebench import cli

@@ -10,7 +10,8 @@ import torch
 import yaml
 
 from vaebench import data
-from vaebench.config import Cell, parse_params, run_spec
+from vaebench.cells import Cell, run_spec
+from vaebench.config import parse_params
 from vaebench.tracking import NullTracker
 from vaebench.train import TrainingDiverged, load_trained, train
 

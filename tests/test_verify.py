@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from report_fixtures import DATASET, run_of, write_study
 
-from vaebench.config import cells, load_params
+from vaebench.cells import cells
+from vaebench.config import load_params
 from vaebench.report import read_runs
 from vaebench.report.aggregate import runs_frame
 from vaebench.verify import chosen_cells, compare

@@ -40,7 +40,7 @@ def report(params_file: str = typer.Option("params.yaml", "--params")) -> None:
 def study(params_file: str = typer.Option("params.yaml", "--params")) -> None:
     from pipelines import validate as validate_stage
     from pipelines.common import params_or_exit
-    from vaebench.config import cells
+    from vaebench.cells import cells
 
     params = params_or_exit(params_file)
     validate_stage.main(params_file=params_file)

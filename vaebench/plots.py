@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vaebench.config import Cell
+from vaebench.cells import Cell
 from vaebench.io import atomic_write_dir
 
 QUANTITIES = ("elbo", "recon", "kl")  # the objective's terms, as train.json's history names them

@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the Ray workers import this module: keep it free of torch
-    from vaebench.config import Cell, Params
+    from vaebench.cells import Cell
+    from vaebench.config import Params
 
 CONNECT_TIMEOUT_S = 6.0  # the command's imports come on top: a one-line error within 10 s
 PROBE_TIMEOUT_S = 1.0  # a Ray head answers the HTTP/2 preface at once
@@ -165,7 +166,7 @@ def plan(root: Path, params: Params, force: bool = False) -> Plan:
     """The stale data stages, and for each run its stale train and evaluate stages (both when
     train is stale: evaluate reads what train writes), and every run of a dataset whose data
     stage runs. ``force``: everything."""
-    from vaebench.config import cells
+    from vaebench.cells import cells
 
     table = stage_table(root)
     out = Plan()

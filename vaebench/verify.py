@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from vaebench.config import Cell, cells, load_params
+from vaebench.cells import Cell, cells
+from vaebench.config import load_params
 from vaebench.report.aggregate import METRICS
 from vaebench.results import TIMING_FIELDS, RunMetrics
 

@@ -29,7 +29,6 @@ import io
 import os
 import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 

@@ -41,7 +41,8 @@ PARAMS = {
 
 def main(out: Path) -> None:
     from vaebench import data
-    from vaebench.config import cells, parse_params, run_spec
+    from vaebench.cells import cells, run_spec
+    from vaebench.config import parse_params
     from vaebench.evaluate import evaluate
     from vaebench.theory.records import finalize
     from vaebench.tracking import NullTracker

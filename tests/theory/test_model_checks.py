@@ -11,7 +11,8 @@ import torch
 from scipy.stats import norm
 
 from vaebench import objectives
-from vaebench.config import Cell, parse_params, read_yaml, run_spec
+from vaebench.cells import Cell, run_spec
+from vaebench.config import parse_params, read_yaml
 from vaebench.models import build_model
 from vaebench.models.base import DataInfo
 from vaebench.theory import model_checks, reference

@@ -33,7 +33,7 @@ class TrainConfig(BaseModel):
     """Hyper-parameters shared by every model (one block of ``train.<model>`` in params.yaml).
 
     The first four define the experiment and are required; the rest have defaults, which the
-    train stage prints when it starts and logs to MLflow (``config.defaults_used``).
+    train stage prints when it starts and logs to MLflow (``vaebench.cells.defaults_used``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from vaebench.config import Cell
+from vaebench.cells import Cell
 from vaebench.io import read_json
 from vaebench.results import POINTS_FILE, RunMetrics
 

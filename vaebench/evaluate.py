@@ -109,6 +109,9 @@ def sample_terms(model: GaussianLatentModel, x: Tensor, y: Tensor | None, n_samp
     return {k: torch.cat(v, dim=-1) for k, v in out.items()}
 
 
+IS_REFERENCE_POINTS = 32  # test points whose IS log weights are recomputed by the plain path
+
+
 @torch.no_grad()
 def importance_log_weights(model: GaussianLatentModel, x: Tensor, y: Tensor | None, k: int,
                            seed: int, bs: int, k_chunk: int = 100) -> Tensor:
@@ -202,6 +205,13 @@ def importance_sampling(ctx: Context) -> dict[str, Any]:
         with torch.no_grad():
             log_w = fast_log_weights(ctx.model, x, None, cfg.iw_k, ctx.seed, ctx.bs)
         bounds = estimators.iw_bounds_crn(log_w, ks)
+        # the fast path and the plain one (model.terms) on the first points, with the same
+        # draws: the fast path's model check (theory.model_checks.is_fast_path_check)
+        m = min(IS_REFERENCE_POINTS, ni)
+        with torch.no_grad():
+            out["log_w_reference"] = (
+                fast_log_weights(ctx.model, x[:m], None, cfg.iw_k, ctx.seed, ctx.bs),
+                importance_log_weights(ctx.model, x[:m], None, cfg.iw_k, ctx.seed, ctx.bs))
         out.update(log_w=log_w, nll_conditional=None, classes=None)
     out["bounds"] = {k: _est(v) for k, v in bounds.items()}
     out["nll_points"] = -bounds[cfg.iw_k]
@@ -274,6 +284,7 @@ def evaluate(spec, bundle, model: GaussianLatentModel, train_state: dict,
         records.append(model_checks.is_converges_check(run, -iw["nll_points"], log_px_exact,
                                                        cfg.iw_k))
     if iw["log_w"] is not None:
+        records.append(model_checks.is_fast_path_check(run, *iw["log_w_reference"]))
         records += checks.bound_order_checks(run, iw["log_w"], iw["ks"],
                                              log_px_exact=log_px_exact)
     dis = disentanglement(ctx) if bundle.factors_train is not None else None

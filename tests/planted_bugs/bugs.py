@@ -61,4 +61,8 @@ BUGS = (
         "return preprocess.fixed_binarize(xt, bundle.levels, eval_seed(bundle))",
         "return preprocess.fixed_binarize(xt, bundle.levels, int(torch.randint(0, 2**31, ())))",
         ("test_set_is_the_fixed_one",)),
+    Bug("is_fast_path", "vaebench/importance.py",
+        "out[ss, ps] = (h * xw[ps]).sum(-1) + xb[ps] - _softplus_rowsum(last(h), compiled)",
+        "out[ss, ps] = (h * xw[ps]).sum(-1) - _softplus_rowsum(last(h), compiled)",
+        ("is_weights_match_plain_path",)),
 )

@@ -64,6 +64,23 @@ def objective_matches_reference(run: str, model_name: str, code_value: Tensor,
     ]
 
 
+def is_fast_path_check(run: str, fast: Tensor, plain: Tensor) -> RawRecord:
+    """The importance-sampling log weights (K, m) of the code the NLL comes from
+    (``vaebench.importance``: blocked decoder, the Bernoulli likelihood rewritten as
+    h.(W^T x) + b.x - sum softplus), on the first m test points, against the same draws
+    through the model's own ``terms`` (``vaebench.evaluate.importance_log_weights``), whose
+    objective is itself checked against the independent reference. Deterministic: only float32
+    summation order separates them, bounded per weight by ``VALUE_RTOL`` * max(1, |log w|)."""
+    f = as_float64("fast", fast, 2)
+    p = as_float64("plain", plain, 2)
+    rel = float(((f - p).abs() / p.abs().clamp(min=1.0)).max())
+    return _model(name="is_weights_match_plain_path", run=run, kind="exact", empirical=rel,
+                  theoretical=0.0, tolerance=VALUE_RTOL, catches=["is_fast_path"],
+                  detail=(f"Largest relative difference over {p.shape[0]} draws x {p.shape[1]} "
+                          "test points between the log weights of the fast IS evaluation and "
+                          "the same draws through the model's own terms."))
+
+
 def elbo_gap_check(run: str, elbo_mc: Tensor, log_px: Tensor, kl_to_posterior: Tensor
                    ) -> RawRecord:
     """Mean of log p(x) - ELBO over the test points equals the mean KL(q(z|x) || p(z|x)).

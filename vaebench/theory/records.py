@@ -46,6 +46,8 @@ BUG_CLASSES = {
     "tc_constants": "the TC constants",
     "iwae_detach": "IWAE's normalized weights not detached",
     "test_rebinarized": "a test set re-binarized at every evaluation",
+    "is_fast_path": "the fast importance-sampling path's likelihood (a term of the rewritten "
+                    "Bernoulli log-density dropped)",
 }
 
 

@@ -333,7 +333,7 @@ def report(preset: Annotated[Path, typer.Argument()],
                 row["extended"] = (folder / "extended.txt").read_text().strip()
             history = read_json(folder.parent / "train" / "train.json")["history"]
             row["val_elbo_best_by_epoch"] = paper_report.best_by_epoch(
-                [r["val_elbo"] for r in history])
+                [r["val_elbo"] for r in history], every=max(1, min(50, len(history) // 8)))
             rows.append(row)
         gathered.append({"name": name, "train": train, "seeds": rows,
                          "published": matching(paper.published, train)})

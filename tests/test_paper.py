@@ -347,3 +347,21 @@ def test_an_extended_run_equals_an_uninterrupted_one(tmp_path, capsys):
                                tmp_path / "c" / "x", params_lr, cell)
     assert "trained with other lr; only epochs may differ" in capsys.readouterr().err
     assert not (tmp_path / "c" / "x").exists()
+
+
+def test_a_run_cut_short_says_how_far_its_validation_elbo_still_rose():
+    from vaebench.paper.report import unconverged_note
+
+    def seed(by, stopped=None):
+        return {"val_elbo_best_by_epoch": {str(e): x for e, x in by.items()},
+                "early_stopping": {"stopped_at": stopped}}
+
+    by = {10: -250.0, 20: -244.0, 30: -240.0, 40: -238.5}
+    doc = {"variants": [{"comparison": {"verdict": "above"},
+                         "seeds": [seed(by), seed({**by, 40: -237.5})]}]}
+    note = unconverged_note(doc)
+    assert "rose by 2.00 nats (mean over 2 seed(s)) from epoch 30 to epoch 40" in note
+    doc["variants"][0]["seeds"] = [seed(by, stopped=40)]  # early stopping ended it: converged
+    assert unconverged_note(doc) is None
+    doc["variants"][0] = {"comparison": {"verdict": "within"}, "seeds": [seed(by)]}
+    assert unconverged_note(doc) is None

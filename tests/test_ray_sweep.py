@@ -131,7 +131,8 @@ def _kill_worker_mid_run(work: Path, cell: Cell, sweep: subprocess.Popen) -> int
 
 def _same_outputs(a: Path, b: Path) -> list[str]:
     """Every file under ``a`` and ``b``; equal bytes, or (train.json, timing.json, a checkpoint)
-    equal apart from wall times, or (the midpoint model) equal tensors. Returns the files that are equal byte for byte."""
+    equal apart from wall times, or (the midpoint model) equal tensors. Returns the files that
+    are equal byte for byte."""
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
     identical = []
@@ -211,6 +212,6 @@ def test_a_sweep_on_a_local_cluster_writes_what_dvc_repro_writes(cluster, tmp_pa
     for run_ in (LINEAR, VAE):  # the resumed run too, byte for byte
         assert f"{run_.run}/eval/checks.json" in identical
         assert f"{run_.run}/figures/latents.png" in identical
-    # DVC sees the sweep's stages as its own: only the report is left to run
+    # DVC sees the sweep's stages as its own: only the gradient study and the report are left
     status = json.loads(run(["dvc", "status", "--json"], swept, env).stdout)
-    assert set(status) == {"report"}, status
+    assert set(status) == {"gradients", "report"}, status

@@ -144,7 +144,8 @@ def sweep(ray_address: str = typer.Option(..., "--ray", help="the cluster: HOST:
         print(f"error: {str(err).splitlines()[0]}", file=sys.stderr, flush=True)
         os._exit(2)  # a Ray client left waiting on a dead address would hold the exit
     typer.echo(f"sweep done in {time.perf_counter() - t0:.1f} s: {len(report['recorded'])} "
-               "stage(s) recorded in dvc.lock; `dvc repro` runs what is left (the report)")
+               "stage(s) recorded in dvc.lock; `dvc repro` runs what is left (the gradient "
+               "study and the report)")
     problems = report["refused"] + report["failed"]
     for line in problems:
         typer.echo(line, err=True)

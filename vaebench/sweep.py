@@ -3,7 +3,7 @@ declared resources, on storage that every node shares; DVC records the outputs a
 
     ray start --head --port 6379                # the head; `ray start --address HEAD:6379` on others
     vaebench sweep --ray HEAD:6379              # from the project folder, on shared storage
-    dvc repro                                   # everything is up to date but the report
+    dvc repro                                   # left: the gradient study and the report
 
 The sweep asks DVC which stages are stale (``dvc status``), as ``dvc repro`` would: it runs
 ``validate`` where it is, each stale ``data@`` stage as a task, then one task per run whose

@@ -231,7 +231,7 @@ def write_report(results: dict) -> None:
                   + (" cut to the vae on digits (2 epochs) and the beta sweep at beta 1.0 "
                      "(`benchmarks.scaling.reduced_study`)" if r.get("reduced") else "")
                   + f", stages `{' '.join(r['targets'])}` and what they need (not the report)"
-                  " — not the default study: that takes ~25 min and the machine is shared. "
+                  " — not the default study (145 stages). "
                   "From a cold start in a fresh copy each time: one `dvc repro` "
                   "(torch's default threads), against one experiment per seed "
                   f"({', '.join(str(s) for s in r['seeds'])}) queued with `dvc exp run --queue "

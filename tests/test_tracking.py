@@ -117,3 +117,23 @@ def test_local_store_keeps_artifacts_beside_it_whatever_the_working_folder(tmp_p
     tracker.end()
     assert [p.name for p in root.glob("mlruns/**/artifacts/figures/*")] == ["samples.png"]
     assert not (elsewhere / "mlruns").exists()
+
+
+def test_runs_that_start_together_share_the_experiment_one_of_them_created(tmp_path,
+                                                                          monkeypatch):
+    """Four runs starting at once all see no experiment, and all but one lose the race to
+    create it (MLflow: RESOURCE_ALREADY_EXISTS); each must take the one that exists."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    first = MLflowTracker("raced", tmp_path)  # the winner created it
+    real = MlflowClient.get_experiment_by_name
+    calls = []
+
+    def stale_then_real(self, name):  # the loser looked before the winner created it
+        calls.append(name)
+        return None if len(calls) == 1 else real(self, name)
+
+    monkeypatch.setattr(MlflowClient, "get_experiment_by_name", stale_then_real)
+    second = MLflowTracker("raced", tmp_path)
+    assert second.experiment_id == first.experiment_id and len(calls) == 2

@@ -217,7 +217,14 @@ class MLflowTracker:
             # folder (mlflow.set_tracking_uri sets MLFLOW_TRACKING_URI: not a test of the user's)
             local = self.uri == local_tracking_uri(root)
             loc = (root.resolve() / "mlruns").as_uri() if local else None
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=loc)
+            try:
+                self.experiment_id = self.client.create_experiment(experiment,
+                                                                   artifact_location=loc)
+            except mlflow.exceptions.MlflowException as err:
+                # runs that start together race to create it: the loser takes the winner's
+                if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                self.experiment_id = self.client.get_experiment_by_name(experiment).experiment_id
         else:
             self.experiment_id = exp.experiment_id
         self.run_id: str | None = None

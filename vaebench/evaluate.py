@@ -193,8 +193,7 @@ def importance_sampling(ctx: Context) -> dict[str, Any]:
         per_class = []
         for c in range(classes):
             yc = torch.full((ni,), c, dtype=torch.long)
-            with torch.no_grad():
-                lw = fast_log_weights(ctx.model, x, yc, cfg.iw_k, ctx.seed + c, ctx.bs)
+            lw = fast_log_weights(ctx.model, x, yc, cfg.iw_k, ctx.seed + c, ctx.bs)
             per_class.append(estimators.iw_bounds_crn(lw, ks))
         bounds = {k: torch.logsumexp(torch.stack([pc[k] for pc in per_class]) +
                                      log_prior[:, None], dim=0) for k in ks}
@@ -202,16 +201,14 @@ def importance_sampling(ctx: Context) -> dict[str, Any]:
         given = torch.stack([pc[cfg.iw_k] for pc in per_class]).gather(0, y_true[None])[0]
         out.update(log_w=None, nll_conditional=_est(-given), classes=classes)
     else:
-        with torch.no_grad():
-            log_w = fast_log_weights(ctx.model, x, None, cfg.iw_k, ctx.seed, ctx.bs)
+        log_w = fast_log_weights(ctx.model, x, None, cfg.iw_k, ctx.seed, ctx.bs)
         bounds = estimators.iw_bounds_crn(log_w, ks)
         # the fast path and the plain one (model.terms) on the first points, with the same
         # draws: the fast path's model check (theory.model_checks.is_fast_path_check)
         m = min(IS_REFERENCE_POINTS, ni)
-        with torch.no_grad():
-            out["log_w_reference"] = (
-                fast_log_weights(ctx.model, x[:m], None, cfg.iw_k, ctx.seed, ctx.bs),
-                importance_log_weights(ctx.model, x[:m], None, cfg.iw_k, ctx.seed, ctx.bs))
+        out["log_w_reference"] = (
+            fast_log_weights(ctx.model, x[:m], None, cfg.iw_k, ctx.seed, ctx.bs),
+            importance_log_weights(ctx.model, x[:m], None, cfg.iw_k, ctx.seed, ctx.bs))
         out.update(log_w=log_w, nll_conditional=None, classes=None)
     out["bounds"] = {k: _est(v) for k, v in bounds.items()}
     out["nll_points"] = -bounds[cfg.iw_k]

@@ -25,6 +25,11 @@ def _model(**kwargs) -> RawRecord:
     return record(category="model", **kwargs)
 
 
+def _max_relative_difference(code: Tensor, ref: Tensor) -> float:
+    """max |code - ref| / max(1, |ref|): float32 code against a float64 or plain-path value."""
+    return float(((code - ref).abs() / ref.abs().clamp(min=1.0)).max())
+
+
 def objective_matches_reference(run: str, model_name: str, code_value: Tensor,
                                 code_grad: Tensor, ref_value: Tensor, ref_grad: Tensor
                                 ) -> list[RawRecord]:
@@ -37,7 +42,7 @@ def objective_matches_reference(run: str, model_name: str, code_value: Tensor,
     """
     v = as_float64("code_value", code_value)
     r = as_float64("ref_value", ref_value)
-    rel = ((v - r).abs() / r.abs().clamp(min=1.0)).max()
+    rel = _max_relative_difference(v, r)
     g, rg = as_float64("code_grad", code_grad), as_float64("ref_grad", ref_grad)
     grad_err = float((g - rg).norm() / rg.norm().clamp(min=1e-30))
     catches_value = ["likelihood_constant", "kl_formula", "reparam_scale", "beta_term"]
@@ -73,7 +78,7 @@ def is_fast_path_check(run: str, fast: Tensor, plain: Tensor) -> RawRecord:
     summation order separates them, bounded per weight by ``VALUE_RTOL`` * max(1, |log w|)."""
     f = as_float64("fast", fast, 2)
     p = as_float64("plain", plain, 2)
-    rel = float(((f - p).abs() / p.abs().clamp(min=1.0)).max())
+    rel = _max_relative_difference(f, p)
     return _model(name="is_weights_match_plain_path", run=run, kind="exact", empirical=rel,
                   theoretical=0.0, tolerance=VALUE_RTOL, catches=["is_fast_path"],
                   detail=(f"Largest relative difference over {p.shape[0]} draws x {p.shape[1]} "

@@ -63,3 +63,23 @@ def test_a_folder_is_replaced_whole_or_not_at_all(tmp_path):
     with pytest.raises(RuntimeError):
         io.atomic_write_dir(target, half)
     assert sorted(os.listdir(tmp_path)) == ["plots"] and os.listdir(target) == ["b.csv"]
+
+
+def test_a_killed_writer_leaves_a_temporary_that_remove_temporaries_clears(tmp_path):
+    """SIGKILL runs no ``finally``: the temporary of a write cut short stays until the run's
+    owner clears it; the finished files beside it stay."""
+    import signal
+    import subprocess
+    import sys
+
+    (tmp_path / "train.json").write_text("{}")
+    script = ("import os, signal, sys\nfrom pathlib import Path\nfrom vaebench import io\n"
+              "def half(p):\n    p.write_bytes(b'half')\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+              "io.atomic_write(Path(sys.argv[1]) / 'checkpoint.pt', half)\n")
+    killed = subprocess.run([sys.executable, "-c", script, str(tmp_path)])
+    assert killed.returncode == -signal.SIGKILL
+    left = [p for p in tmp_path.iterdir() if p.name != "train.json"]
+    assert len(left) == 1 and left[0].name.startswith(".checkpoint.pt.")
+    (tmp_path / ".plots.x1.old").mkdir()  # a folder swap cut between its two renames
+    assert io.remove_temporaries(tmp_path) == sorted([left[0], tmp_path / ".plots.x1.old"])
+    assert os.listdir(tmp_path) == ["train.json"]

@@ -137,3 +137,46 @@ def test_runs_that_start_together_share_the_experiment_one_of_them_created(tmp_p
     monkeypatch.setattr(MlflowClient, "get_experiment_by_name", stale_then_real)
     second = MLflowTracker("raced", tmp_path)
     assert second.experiment_id == first.experiment_id and len(calls) == 2
+
+
+def test_runs_that_log_one_dataset_together_each_get_it(tmp_path, monkeypatch):
+    """A dataset is one row per experiment. Runs that start together each find it missing and
+    insert it; the losers fail on its key (CI saw, through a server on PostgreSQL:
+    'psycopg.errors.UniqueViolation ... "dataset_pk"'). Each loser must log it on a retry; any
+    other failure is raised at once."""
+    import mlflow
+    import numpy as np
+    from mlflow.tracking import MlflowClient
+
+    from vaebench.tracking import DatasetSplit
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    split = DatasetSplit("digits", "train", "ab" * 32, str(tmp_path / "arrays.npz"),
+                         np.zeros((4, 3), np.float32), None)
+    tracker = MLflowTracker("raced", tmp_path)
+    tracker.start("vae-digits/seed1", {}, {})
+    real, calls = MlflowClient.log_inputs, []
+    lost = ('API request failed with error code 400 != 200. Response body: (psycopg.errors.'
+            'UniqueViolation) duplicate key value violates unique constraint "dataset_pk"')
+
+    def lose_twice(self, run_id, datasets=None, models=None):
+        calls.append(run_id)
+        if len(calls) <= 2:
+            raise mlflow.exceptions.MlflowException(lost, error_code="BAD_REQUEST")
+        return real(self, run_id, datasets=datasets, models=models)
+
+    monkeypatch.setattr(MlflowClient, "log_inputs", lose_twice)
+    tracker.log_datasets([split])
+    assert len(calls) == 3
+    logged = tracker.client.get_run(tracker.run_id).inputs.dataset_inputs
+    assert [(d.dataset.name, d.dataset.digest) for d in logged] == [("digits/train", "ab" * 18)]
+
+    def refuse(self, run_id, datasets=None, models=None):
+        calls.append(run_id)
+        raise mlflow.exceptions.MlflowException("run is not active", error_code="BAD_REQUEST")
+
+    monkeypatch.setattr(MlflowClient, "log_inputs", refuse)
+    calls.clear()
+    with pytest.raises(mlflow.exceptions.MlflowException, match="not active"):
+        tracker.log_datasets([split])
+    assert len(calls) == 1

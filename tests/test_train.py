@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -68,8 +69,11 @@ def test_crash_then_resume_matches_uninterrupted(digits, tmp_path, gemm):
               on_epoch=crash)
     ckpt = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
     assert ckpt["state"]["epoch"] == 2
+    # a worker killed while it wrote epoch 3's checkpoint left its temporary behind
+    (tmp_path / "resumed" / ".checkpoint.pt.k1ll3d.tmp").write_bytes(b"half")
     tracker = NullTracker()
     _, resumed = train(spec, digits, tmp_path / "resumed", tracker, "fp", progress=False)
+    assert sorted(os.listdir(tmp_path / "resumed")) == ["checkpoint.pt", "midpoint.pt"]
     assert [s for s, _ in tracker.metrics] == [3, 4]  # only the missing epochs ran
     strip = [{k: v for k, v in r.items() if k != "seconds"} for r in full.history]
     assert [{k: v for k, v in r.items() if k != "seconds"} for r in resumed.history] == strip

@@ -67,6 +67,21 @@ def atomic_write_dir(path: Path, fill: Callable[[Path], None]) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def remove_temporaries(folder: Path) -> list[Path]:
+    """Remove what writes into ``folder`` left behind when their process was killed (SIGKILL
+    runs no ``finally``): the hidden ``.<name>.*.tmp`` files and folders, and ``.old`` folders.
+    Only for a folder no other process writes to now (a run's folder, under its lock).
+    Returns what was removed."""
+    folder = Path(folder)
+    gone = sorted(p for p in folder.glob(".*") if p.suffix in (".tmp", ".old"))
+    for p in gone:
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    return gone
+
+
 def read_json(path: Path, what: str = "") -> Any:
     """The JSON in ``path``; a missing or broken file is a one-line error naming it (and
     ``what`` should have made it)."""

@@ -45,6 +45,7 @@ HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIME
                "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 NO_TRACK_ENV = "VAEBENCH_NO_TRACK"
 SPLIT_CONTEXTS = {"train": "train", "val": "validation", "test": "test"}
+DATASET_RACE_TRIES = 4  # a run that starts beside N others loses at most N - 1 races
 DIGEST_CHARS = 36  # the longest digest MLflow stores (mlflow.utils.validation)
 
 
@@ -282,7 +283,24 @@ class MLflowTracker:
                                             name=s.name, digest=s.digest)
             inputs.append(DatasetInput(Dataset(**ds.to_dict()), tags=[
                 InputTag(MLFLOW_DATASET_CONTEXT, s.context), InputTag("sha256", s.sha256)]))
-        self.client.log_inputs(self.run_id, datasets=inputs)
+        self._log_inputs_racing(inputs)
+
+    def _log_inputs_racing(self, inputs) -> None:
+        """``log_inputs``, again after a lost race. A dataset is one row per experiment, shared
+        by its runs; runs that start together each find it missing and insert it, and all but
+        one fail on its unique key. The call is one transaction, so a retry finds the row."""
+        import mlflow
+
+        for attempt in range(DATASET_RACE_TRIES):
+            try:
+                self.client.log_inputs(self.run_id, datasets=inputs)
+                return
+            except mlflow.exceptions.MlflowException as err:
+                text = str(err).lower()
+                if attempt + 1 == DATASET_RACE_TRIES or not any(
+                        word in text for word in ("unique", "duplicate", "integrityerror")):
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def log_artifact(self, path, artifact_path=None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)

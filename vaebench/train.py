@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 import kernels
 from vaebench import parallel
 from vaebench.inputs import check_stored, model_inputs, seeded_generator
-from vaebench.io import atomic_write
+from vaebench.io import atomic_write, remove_temporaries
 from vaebench.models import DataInfo, GaussianLatentModel, build_model
 from vaebench.nets.linear import set_gemm
 from vaebench.parallel import Shards
@@ -132,6 +132,8 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
                          f"torchrun (got {shards.world} processes)")
     best_model = None
     ckpt_path = out_dir / "checkpoint.pt"
+    if shards.main and out_dir.is_dir():
+        remove_temporaries(out_dir)  # a killed run's half-written checkpoint (the run is locked)
     ckpt = resumable_checkpoint(ckpt_path, fingerprint, epochs)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])

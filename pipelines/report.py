@@ -65,6 +65,7 @@ def write_report(params, runs, reports_dir: Path):
     """Compute and write every output of the report stage; return the Report."""
     import pandas as pd
 
+    from vaebench.gradient_results import GradientStudyResult
     from vaebench.io import atomic_write, atomic_write_json, atomic_write_text, read_json
     from vaebench.machine import machine_info
     from vaebench.nets.linear import resolve_gemm
@@ -88,7 +89,8 @@ def write_report(params, runs, reports_dir: Path):
             "evaluate": f"{sum(r.eval_seconds for r in runs if r.eval_seconds == r.eval_seconds):.0f}"}
     machine = machine_info(ROOT, resolve_gemm(params.study.gemm))
     grad_path = reports_dir / "gradients" / "gradients.json"
-    gradients = read_json(grad_path) if grad_path.exists() else None
+    gradients = (GradientStudyResult.model_validate(read_json(grad_path, "the gradients stage"))
+                 if grad_path.exists() else None)
     papers = [read_json(f) for f in sorted((reports_dir / "paper").glob("*.json"))]
     html = page.render(report, figures, pictures, planted, machine, wall, gradients, papers)
     atomic_write_text(reports_dir / "index.html", html)

@@ -207,3 +207,25 @@ def test_paper_runs_sit_beside_their_published_number(tmp_path):
     assert "228.70 ± 0.15" in row and "above" in row and "3 seeds: 0, 1, 2" in row
     lo, hi = cmp_["interval"]
     assert f"[{lo:.2f}, {hi:.2f}]" in row and "forty epochs" in row and "Test CPU" in row
+
+
+def test_the_gradient_section_reads_the_gradient_study_through_its_contract(tmp_path):
+    """reports/gradients/gradients.json is read as a GradientStudyResult: its verdict, whether
+    it holds (styled), and one row per (beta, step) with the intervals it holds."""
+    from test_gradient_results import result, study
+
+    write_study(tmp_path, alpha=ALPHA)
+    doc = result(study([3.0, 0.8])).model_dump(mode="json")
+    (tmp_path / "reports" / "gradients").mkdir(parents=True)
+    (tmp_path / "reports" / "gradients" / "gradients.json").write_text(json.dumps(doc))
+    build(tmp_path)
+    page = (tmp_path / "reports" / "index.html").read_text()
+    part = page[page.index('id="gradients"'):page.index('id="runs"')]
+    assert '<p class="verdict-bad">Score function over reparameterization' in part
+    assert "0.8, not above 1" in part
+    rows = [r for r in part.split("<tr>") if "10 [" in r]
+    assert [re.sub(r"<[^>]+>", "|", r).count("10 [0.8, 20]") for r in rows] == [0, 1]
+    doc["runs"][0]["beta_value"] = doc["runs"][0].pop("beta")  # a renamed field
+    (tmp_path / "reports" / "gradients" / "gradients.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="beta"):
+        build(tmp_path)

@@ -41,11 +41,11 @@ from torch.func import functional_call, grad, vmap
 import kernels
 from kernels.reference import reparameterize_with_eps, standard_normal
 from vaebench.config import GradientStudyConfig  # noqa: F401  (the stage's schema)
+from vaebench.gradient_results import ALL, GroupGradients
 from vaebench.inputs import model_inputs
 from vaebench.models import GaussianLatentModel
 
 ESTIMATORS = ("reparameterization", "score_function", "score_function_loo")
-ALL = "all"  # the group of every encoder parameter
 
 
 
@@ -236,20 +236,6 @@ def cosine(a: Tensor, b: Tensor) -> float:
 # ---------------------------------------------------------------------------------------
 # One checkpoint: every estimator on the same replicates, and the recon/KL balance
 # ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class GroupGradients:
-    """One parameter group at one checkpoint. Intervals are (estimate, low, high)."""
-
-    group: str
-    size: int
-    variance: dict[str, tuple[float, float, float]]  # estimator -> trace of the covariance
-    ratio: dict[str, tuple[float, float, float]]     # estimator -> its variance / reparam's
-    agreement: dict[str, float]  # R ||mean(g_e - g_rep)||^2 / tr Var(g_e - g_rep): ~1 if unbiased
-    recon_norm: float     # ||grad E_q log p(x|z)||, mean of the reparameterization replicates
-    kl_norm: float        # ||grad KL||, exact, over the pool
-    cos_recon_kl: float   # cos(grad recon, grad KL); > 0: raising recon raises the KL too
-
-
 def draw_replicates(pool: Tensor, r: int, b: int, k: int, latent_dim: int, seed: int
                     ) -> tuple[Tensor, Tensor]:
     """R minibatches of B distinct points of ``pool`` and eps (R, K, B, D), from ``seed``."""

@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from vaebench.gradient_results import GradientStudyResult
 from vaebench.report import tables
 from vaebench.report.build import Report, conventions
 from vaebench.report.figures import CAPTIONS
@@ -91,20 +92,18 @@ def burda_table() -> tables.Table:
     return tables.Table(["model (training k)", "NLL (−L_5000), MNIST", "active units"], rows)
 
 
-def gradients_section(doc: dict | None) -> dict[str, Any] | None:
+def gradients_section(doc: GradientStudyResult | None) -> dict[str, Any] | None:
     """The gradient study's part of the page, from reports/gradients/gradients.json."""
-    if not doc:
+    if doc is None:
         return None
-    cfg = doc["config"]
-    lows = [next(g for g in ck["groups"] if g["group"] == "all")["ratio"]["score_function"][1]
-            for run in doc["runs"] for ck in run["checkpoints"]]
-    note = (f"{doc['date']}, {doc['cpu']}. A β-VAE per β on {cfg['dataset']} (MLP "
-            f"{cfg['hidden']}, z = {cfg['latent_dim']}); at each listed Adam step, "
-            f"R = {cfg['replicates']} paired minibatch estimates (B = {cfg['batch_size']}, "
-            f"K = {cfg['samples']}) of the encoder's ELBO gradient by reparameterization, the "
+    cfg = doc.config
+    note = (f"{doc.date}, {doc.cpu}. A β-VAE per β on {cfg.dataset} (MLP "
+            f"{cfg.hidden}, z = {cfg.latent_dim}); at each listed Adam step, "
+            f"R = {cfg.replicates} paired minibatch estimates (B = {cfg.batch_size}, "
+            f"K = {cfg.samples}) of the encoder's ELBO gradient by reparameterization, the "
             "score function, and the score function with a leave-one-out baseline; variance is "
             "the trace of the covariance, intervals are BCa bootstrap over replicates.")
-    return {"note": note, "verdict": doc["verdict"], "holds": min(lows) > 1,
+    return {"note": note, "verdict": doc.verdict, "holds": doc.holds,
             "table": tables.gradients_table(doc),
             "figures": [{"src": "gradients/variance.png", "alt": "gradient variance",
                          "caption": "trace variance of each estimator and the ratios to "
@@ -115,7 +114,7 @@ def gradients_section(doc: dict | None) -> dict[str, Any] | None:
 
 def render(report: Report, figures: dict[str, str], pictures: dict[str, list[str]],
            planted: dict | None, machine: dict[str, str], wall: dict[str, str],
-           gradients: dict | None = None, papers: list[dict] | None = None) -> str:
+           gradients: GradientStudyResult | None = None, papers: list[dict] | None = None) -> str:
     """The page. ``figures`` maps figure key -> path and ``pictures`` maps run -> paths, both
     relative to the page; only these are referenced."""
     import jinja2

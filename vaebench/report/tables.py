@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vaebench.gradient_results import GradientStudyResult, interval_text
 from vaebench.report.compare import Comparison
 from vaebench.report.runs import RunData, cell_label
 from vaebench.theory.records import BUG_CLASSES, CheckRecord
@@ -135,22 +136,18 @@ def planted_bugs_table(doc: dict | None) -> Table:
     return Table(cols, rows, classes)
 
 
-def gradients_table(doc: dict | None) -> Table:
+def gradients_table(doc: GradientStudyResult | None) -> Table:
     """Variance of the encoder's minibatch gradient, score function against reparameterization,
     per beta and Adam step, from reports/gradients/gradients.json."""
     cols = ["β", "Adam step", "train ELBO", "Var reparam", "score fn / reparam [95% CI]",
             "score fn + LOO / reparam [95% CI]"]
     rows = []
-
-    def ci(t: list[float]) -> str:
-        return f"{t[0]:.3g} [{t[1]:.3g}, {t[2]:.3g}]"
-
-    for run in (doc or {}).get("runs", []):
-        for ck in run["checkpoints"]:
-            g = next(x for x in ck["groups"] if x["group"] == "all")
-            rows.append([f"{run['beta']:g}", str(ck["step"]), fmt(ck["elbo"]),
-                         f"{g['variance']['reparameterization'][0]:.3g}",
-                         ci(g["ratio"]["score_function"]), ci(g["ratio"]["score_function_loo"])])
+    for run, ck in (doc.cells() if doc else []):
+        g = ck.group()
+        rows.append([f"{run.beta:g}", str(ck.step), fmt(ck.elbo),
+                     f"{g.variance['reparameterization'][0]:.3g}",
+                     interval_text(g.ratio["score_function"]),
+                     interval_text(g.ratio["score_function_loo"])])
     return Table(cols, rows)
 
 

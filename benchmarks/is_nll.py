@@ -8,11 +8,13 @@ eq. 8), K = ``k`` samples per point, by:
   samples draw eps with ``torch.randn``, run the decoder once on all (sample, point) rows,
   and sum ``binary_cross_entropy_with_logits`` and two ``Normal.log_prob``; the decoder is an
   ``nn.Sequential`` of ``nn.Linear`` layers holding the same weights;
-- ``vaebench.evaluate.importance_log_weights`` (the evaluate stage today);
-- ``vaebench.importance.importance_log_weights`` with the model's backend ``eager`` and
-  ``compile`` (the same draws as the evaluate stage's), and with ``compile`` and the GEMM
-  library forced to ``aten`` (the BLAS the straightforward evaluation's ``nn.Linear`` uses:
-  the speed-up without oneDNN, as on CPUs where MKL is as fast).
+- ``vaebench.evaluate.importance_log_weights``: the plain reference path on the model's own
+  ``terms`` (the evaluate stage checks the fast path against it on every run);
+- ``vaebench.importance.importance_log_weights`` (what the evaluate stage runs) with the
+  model's backend ``eager`` and ``compile`` (the same draws as the evaluate stage's), and
+  with ``compile`` and the GEMM library forced to ``aten`` (the BLAS the straightforward
+  evaluation's ``nn.Linear`` uses: the speed-up without oneDNN, as on CPUs where MKL is as
+  fast).
 
 They run interleaved, ``repeats`` times; the table gives median seconds, the speed-up over
 the straightforward evaluation, and each L_K with its standard error over points.
@@ -33,6 +35,8 @@ import torch.nn.functional as F
 import typer
 from torch import nn
 from torch.distributions import Normal
+
+from benchmarks.loops import fashion_mnist_study
 
 ROOT = Path(__file__).resolve().parents[1]
 app = typer.Typer(add_completion=False)
@@ -88,9 +92,8 @@ def main(k: int = 500, points: int = 500, k_chunk: int = 100, bs: int = 500, rep
     if threads:
         torch.set_num_threads(threads)
     load_start = os.getloadavg()[0]
-    from vaebench import data, evaluate, importance
+    from vaebench import evaluate, importance
     from vaebench.cells import Cell, run_spec
-    from vaebench.config import load_params
     from vaebench.inputs import fixed_inputs
     from vaebench.io import atomic_write_json, atomic_write_text
     from vaebench.machine import machine_info
@@ -98,14 +101,7 @@ def main(k: int = 500, points: int = 500, k_chunk: int = 100, bs: int = 500, rep
     from vaebench.tracking import NullTracker
     from vaebench.train import train
 
-    data_dir = ROOT / "data" / "fashion-mnist"
-    if not (data_dir / "manifest.json").exists():
-        data.prepare("fashion-mnist", {}, data_dir)
-    bundle = data.load(data_dir)
-    params = load_params(ROOT / "params.yaml")
-    params = params.model_copy(update={"train": {**params.train, "vae": {
-        "arch": "mlp", "hidden": [400], "latent_dim": 20, "epochs": train_epochs,
-        "batch_size": 128, "lr": 1e-3}}})
+    bundle, params = fashion_mnist_study(ROOT, train_epochs)
     spec = run_spec(params, Cell("vae", "fashion-mnist", seed))
     tmp = ROOT / ".cache" / "bench-is"
     (tmp / "checkpoint.pt").unlink(missing_ok=True)

@@ -7,6 +7,8 @@
   Linear layer, as backprop runs them), an epoch's worth, in a given GEMM library.
 - ``profile_breakdown``: torch.profiler over whole epochs of a loop, self CPU time grouped by
   kind of op; what no op accounts for (Python, numpy) is the remainder of the wall time.
+- ``fashion_mnist_study``: the data and study parameters the benchmarks share, this VAE on
+  Fashion-MNIST.
 """
 
 from __future__ import annotations
@@ -21,6 +23,22 @@ from torch import nn
 
 BATCH = 128
 SIZES = (784, 400, 20)  # data, hidden, latent
+
+
+def fashion_mnist_study(root, epochs: int):
+    """Fashion-MNIST (prepared under ``root/data`` if missing) and ``root/params.yaml`` with
+    the vae set to this 784-400-20 MLP, batch 128, Adam 1e-3, for ``epochs`` epochs."""
+    from vaebench import data
+    from vaebench.config import load_params
+
+    data_dir = root / "data" / "fashion-mnist"
+    if not (data_dir / "manifest.json").exists():
+        data.prepare("fashion-mnist", {}, data_dir)
+    params = load_params(root / "params.yaml")
+    params = params.model_copy(update={"train": {**params.train, "vae": {
+        "arch": "mlp", "hidden": [SIZES[1]], "latent_dim": SIZES[2], "epochs": epochs,
+        "batch_size": BATCH, "lr": 1e-3}}})
+    return data.load(data_dir), params
 
 
 class PlainVAE(nn.Module):

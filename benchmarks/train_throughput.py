@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from benchmarks.loops import (
     PlainVAE,
+    fashion_mnist_study,
     gemm_floor_epoch,
     gemm_flops_per_step,
     plain_loss,
@@ -177,22 +178,13 @@ def main(epochs: int = 3, repeats: int = 3, seed: int = 0,
     if threads:
         torch.set_num_threads(threads)
     load_start = os.getloadavg()[0]
-    from vaebench import data
     from vaebench.cells import Cell, run_spec
-    from vaebench.config import load_params
     from vaebench.inputs import fixed_inputs
     from vaebench.io import atomic_write_json, atomic_write_text
     from vaebench.machine import machine_info
     from vaebench.nets.linear import onednn_available
 
-    data_dir = ROOT / "data" / "fashion-mnist"
-    if not (data_dir / "manifest.json").exists():
-        data.prepare("fashion-mnist", {}, data_dir)
-    bundle = data.load(data_dir)
-    params = load_params(ROOT / "params.yaml")
-    params = params.model_copy(update={"train": {**params.train, "vae": {
-        "arch": "mlp", "hidden": [400], "latent_dim": 20, "epochs": epochs,
-        "batch_size": 128, "lr": 1e-3}}})
+    bundle, params = fashion_mnist_study(ROOT, epochs)
     cell = Cell("vae", "fashion-mnist", seed)
     specs = {"vaebench": run_spec(params, cell),
              "vaebench aten": run_spec(params.model_copy(update={

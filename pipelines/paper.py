@@ -10,7 +10,8 @@
    own stages as DVC would, with ``VAEBENCH_ROOT=<study-dir>/<variant>``: ``pipelines.train``,
    then ``pipelines.paper evaluate`` (S importance samples on the test set). A seed whose
    evaluation is newer than its training is not run again.
-4. Writes ``reports/paper/<name>.json`` and ``.md`` (``vaebench.paper.report``).
+4. Writes ``reports/paper/<name>.json`` (a ``vaebench.paper.result.PaperResult``) and its
+   ``.md`` (``vaebench.paper.report``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -40,13 +41,16 @@ from pipelines.common import (
     setup_torch,
 )
 
+if TYPE_CHECKING:
+    from vaebench.paper.result import SeedResult
+
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 CODE = Path(__file__).resolve().parents[1]  # the project whose code the stages run
 
 
-def _note(rows: list[dict]) -> str:
-    """How the stages ran, from the runner's cost records."""
-    nices = sorted({m["cost"]["nice"] for m in rows if m.get("cost")})
+def _note(rows: list[SeedResult]) -> str:
+    """How the stages ran, from the runner's cost records (``SeedResult.cost``)."""
+    nices = sorted({m.cost.nice for m in rows if m.cost})
     if not nices:
         return "The runner's CPU times were not recorded for these runs."
     return (f"Stages ran at nice {', '.join(map(str, nices))}, one thread each, on a machine "
@@ -301,6 +305,32 @@ def evaluate(model: str, dataset: str,
                f"{metrics['elbo']:.2f}; {eval_seconds / 60:.1f} min")
 
 
+def _seed_result(folder: Path) -> SeedResult:
+    """One seed's ``SeedResult``: the paper evaluation's metrics.json in ``folder``, the
+    runner's cost.json and extended.txt beside it, and the best validation ELBO by epoch from
+    its train.json; a one-line ValueError naming the file and field that break the contract."""
+    from pydantic import ValidationError
+
+    from vaebench.io import read_json
+    from vaebench.paper.report import best_by_epoch
+    from vaebench.paper.result import SeedResult, validation_message
+
+    path = folder / "metrics.json"
+    row = read_json(path, "run `vaebench paper` to evaluate it")
+    if (folder / "cost.json").exists():  # CPU time, measured by the runner
+        row["cost"] = read_json(folder / "cost.json")
+    if (folder / "extended.txt").exists():
+        row["extended"] = (folder / "extended.txt").read_text().strip()
+    history = read_json(folder.parent / "train" / "train.json")["history"]
+    row["val_elbo_best_by_epoch"] = best_by_epoch(
+        [r["val_elbo"] for r in history], every=max(1, min(50, len(history) // 8)))
+    try:
+        return SeedResult.model_validate(row)
+    except ValidationError as err:
+        raise ValueError(f"{path} (with cost.json and extended.txt beside it): "
+                         f"{validation_message(err)}") from None
+
+
 @app.command("report")
 def report(preset: Annotated[Path, typer.Argument()],
            study_dir: Annotated[Path | None, typer.Option()] = None,
@@ -308,7 +338,7 @@ def report(preset: Annotated[Path, typer.Argument()],
            seeds: Annotated[str | None, typer.Option()] = None,
            set_: Annotated[list[str] | None, typer.Option("--set")] = None) -> None:
     """Gather every variant's evaluated seeds and write reports/paper/<name>.{json,md}."""
-    from vaebench.io import atomic_write_json, atomic_write_text, read_json
+    from vaebench.io import atomic_write_json, atomic_write_text
     from vaebench.machine import machine_info
     from vaebench.paper import report as paper_report
     from vaebench.paper.config import variants
@@ -323,32 +353,23 @@ def report(preset: Annotated[Path, typer.Argument()],
     for name, vparams in vs:
         vdir = study_dir if len(vs) == 1 else study_dir / name
         train = vparams["train"][model]
-        rows = []
-        for s in chosen:
-            folder = vdir / "runs" / f"{model}-{dataset}" / f"seed{s}" / "paper"
-            row = read_json(folder / "metrics.json", "run `vaebench paper` to evaluate it")
-            if (folder / "cost.json").exists():  # CPU time, measured by the runner
-                row["cost"] = read_json(folder / "cost.json")
-            if (folder / "extended.txt").exists():
-                row["extended"] = (folder / "extended.txt").read_text().strip()
-            history = read_json(folder.parent / "train" / "train.json")["history"]
-            row["val_elbo_best_by_epoch"] = paper_report.best_by_epoch(
-                [r["val_elbo"] for r in history], every=max(1, min(50, len(history) // 8)))
-            rows.append(row)
-        gathered.append({"name": name, "train": train, "seeds": rows,
-                         "published": matching(paper.published, train)})
-    first = gathered[0]["seeds"][0]
-    doc = paper_report.result(paper, gathered, first.get("machine") or machine_info(CODE),
-                              max(m["date"] for v in gathered for m in v["seeds"]),
-                              _note([m for v in gathered for m in v["seeds"]]))
+        folders = [vdir / "runs" / f"{model}-{dataset}" / f"seed{s}" / "paper" for s in chosen]
+        rows = guarded(lambda folders=folders: [_seed_result(f) for f in folders])
+        gathered.append(paper_report.VariantRuns(name, train, matching(paper.published, train),
+                                                 rows))
+    first = gathered[0].seeds[0]
+    doc = paper_report.result(paper, gathered, first.machine or machine_info(CODE),
+                              max(m.date for v in gathered for m in v.seeds),
+                              _note([m for v in gathered for m in v.seeds]))
     out = (out or REPORTS / "paper").resolve()
-    atomic_write_json(out / f"{paper.name}.json", doc)
+    atomic_write_json(out / f"{paper.name}.json", doc.model_dump(mode="json"))
     atomic_write_text(out / f"{paper.name}.md", paper_report.markdown(doc))
-    for v in doc["variants"]:
-        c = v.get("comparison")
-        typer.echo(f"{paper.name} {v['name']}: NLL {v['nll']['mean']:.2f} ± "
-                   f"{v['nll']['half_width']:.2f} over {v['nll']['n']} seed(s)"
-                   + (f"; published {v['published']['nll']:.2f}: {c['verdict']}" if c else ""))
+    for v in doc.variants:
+        c = v.comparison
+        typer.echo(f"{paper.name} {v.name}: NLL {v.nll.mean:.2f} ± {v.nll.half_width:.2f} over "
+                   f"{v.nll.n} seed(s)"
+                   + (f"; published {v.published.nll:.2f}: {c.verdict}" if c and v.published
+                      else ""))
     typer.echo(f"wrote {out / paper.name}.json and .md")
 
 

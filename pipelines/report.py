@@ -69,6 +69,7 @@ def write_report(params, runs, reports_dir: Path):
     from vaebench.io import atomic_write, atomic_write_json, atomic_write_text, read_json
     from vaebench.machine import machine_info
     from vaebench.nets.linear import resolve_gemm
+    from vaebench.paper.result import read_result
     from vaebench.plots import RatePoint, RunCurves, write_plots
     from vaebench.report import build, page
 
@@ -91,7 +92,7 @@ def write_report(params, runs, reports_dir: Path):
     grad_path = reports_dir / "gradients" / "gradients.json"
     gradients = (GradientStudyResult.model_validate(read_json(grad_path, "the gradients stage"))
                  if grad_path.exists() else None)
-    papers = [read_json(f) for f in sorted((reports_dir / "paper").glob("*.json"))]
+    papers = [read_result(f) for f in sorted((reports_dir / "paper").glob("*.json"))]
     html = page.render(report, figures, pictures, planted, machine, wall, gradients, papers)
     atomic_write_text(reports_dir / "index.html", html)
     return report

@@ -26,6 +26,7 @@ from vaebench.paper.config import parse_paper, variants
 from vaebench.paper.evaluate import evaluate_paper, vampprior_binarization
 from vaebench.paper.published import PUBLISHED, matching
 from vaebench.paper.report import best_by_epoch, t_interval, verdict
+from vaebench.paper.result import TInterval
 from vaebench.tracking import NullTracker
 from vaebench.train import train
 
@@ -143,22 +144,27 @@ def test_vampprior_binarization_replays_the_published_calls():
     assert not np.array_equal(other, test)
 
 
+def ours(mean: float, half_width: float = 0.3) -> TInterval:
+    """Our NLL over three seeds: its mean and Student-t half-width."""
+    return TInterval(mean=mean, sd=0.2, half_width=half_width, n=3)
+
+
 def test_intervals_and_verdicts():
     vals = [229.1, 229.6, 228.9]
     ci = t_interval(vals, 0.95)
     lo, hi = stats.t.interval(0.95, 2, loc=np.mean(vals), scale=stats.sem(vals))
-    assert ci["half_width"] == pytest.approx((hi - lo) / 2)
-    ours = {"mean": 229.0, "half_width": 0.3}
+    assert ci.half_width == pytest.approx((hi - lo) / 2)
+    assert ci.n == 3 and ci.sd == pytest.approx(np.std(vals, ddof=1))
     half = math.hypot(0.3, 1.959964 * 0.15)
-    v = verdict(ours, 228.7, 0.15, 1.0, 0.95)
-    assert v["interval"] == pytest.approx([0.3 - half, 0.3 + half], abs=1e-5)
-    assert v["verdict"] == "within"
-    assert verdict({"mean": 231.0, "half_width": 0.3}, 228.7, 0.15, 1.0, 0.95)["verdict"] == "above"
-    assert verdict({"mean": 226.0, "half_width": 0.3}, 228.7, 0.15, 1.0, 0.95)["verdict"] == "below"
-    assert verdict({"mean": 229.6, "half_width": 0.3}, 228.7, 0.15, 1.0, 0.95)["verdict"] == \
-        "inconclusive"  # [0.46, 1.34] crosses +1
-    assert verdict({"mean": 229.0, "half_width": math.nan}, 228.7, 0.15, 1.0, 0.95)[
-        "verdict"] == "inconclusive"
+    v = verdict(ours(229.0), 228.7, 0.15, 1.0, 0.95)
+    assert v.interval == pytest.approx((0.3 - half, 0.3 + half), abs=1e-5)
+    assert v.verdict == "within" and v.reason == ""
+    assert verdict(ours(231.0), 228.7, 0.15, 1.0, 0.95).verdict == "above"
+    assert verdict(ours(226.0), 228.7, 0.15, 1.0, 0.95).verdict == "below"
+    straddles = verdict(ours(229.6), 228.7, 0.15, 1.0, 0.95)  # [0.46, 1.34] crosses +1
+    assert straddles.verdict == "inconclusive" and "straddles ±1" in straddles.reason
+    assert verdict(ours(229.0, math.nan), 228.7, 0.15, 1.0, 0.95).verdict == "inconclusive"
+    assert math.isnan(t_interval([229.0], 0.95).half_width)
     assert best_by_epoch([-9.0, -3.0, -4.0, -2.5, -2.7], every=2) == {"2": -3.0, "4": -2.5,
                                                                        "5": -2.5}
 
@@ -350,18 +356,18 @@ def test_an_extended_run_equals_an_uninterrupted_one(tmp_path, capsys):
 
 
 def test_a_run_cut_short_says_how_far_its_validation_elbo_still_rose():
+    from test_paper_result import paper_result, seed_result, variant
+
     from vaebench.paper.report import unconverged_note
 
-    def seed(by, stopped=None):
-        return {"val_elbo_best_by_epoch": {str(e): x for e, x in by.items()},
-                "early_stopping": {"stopped_at": stopped}}
+    def seed(by, stopped=0):
+        return seed_result(val_elbo_best_by_epoch={str(e): x for e, x in by.items()},
+                           early_stopping=dict(patience=50, warmup_epochs=10, best_value=max(
+                               by.values()), best_epoch=max(by), counter=0, stopped_at=stopped))
 
     by = {10: -250.0, 20: -244.0, 30: -240.0, 40: -238.5}
-    doc = {"variants": [{"comparison": {"verdict": "above"},
-                         "seeds": [seed(by), seed({**by, 40: -237.5})]}]}
-    note = unconverged_note(doc)
+    note = unconverged_note(paper_result([variant([seed(by), seed({**by, 40: -237.5})])]))
     assert "rose by 2.00 nats (mean over 2 seed(s)) from epoch 30 to epoch 40" in note
-    doc["variants"][0]["seeds"] = [seed(by, stopped=40)]  # early stopping ended it: converged
-    assert unconverged_note(doc) is None
-    doc["variants"][0] = {"comparison": {"verdict": "within"}, "seeds": [seed(by)]}
-    assert unconverged_note(doc) is None
+    # early stopping ended it: converged
+    assert unconverged_note(paper_result([variant([seed(by, stopped=40)])])) is None
+    assert unconverged_note(paper_result([variant([seed(by)], verdict="within")])) is None

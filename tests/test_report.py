@@ -182,31 +182,40 @@ def test_models_listed_are_the_fixture(study):
     assert {r.cell.model for r in report.runs} == {*MODELS, "linear"}
 
 
-def test_paper_runs_sit_beside_their_published_number(tmp_path):
-    """A result in reports/paper/ appears in the published table with the verdict and interval
-    its own document holds, and the study's VAE row keeps the one source of the number."""
+def test_paper_runs_sit_beside_their_published_number(tmp_path, capsys):
+    """A result in reports/paper/, written through its contract, appears in the published table
+    with the verdict and interval it holds, and the study's VAE row keeps the one source of the
+    number; a renamed field fails the stage in one line naming the file and the field."""
+    from test_paper_result import paper_config, seed_result
+
     from vaebench.paper.published import published
-    from vaebench.paper.report import t_interval, verdict
+    from vaebench.paper.report import VariantRuns, result
 
     write_study(tmp_path, alpha=ALPHA)
     pub = published("exemplar-vae-fashion-mnist-vae")
-    nll = t_interval([231.0, 231.4, 230.9], 0.95)
-    cmp_ = verdict(nll, pub.nll, pub.pm, 1.0, 0.95)
-    assert cmp_["verdict"] == "above"  # 231.1 +- 0.66 against 228.70 +- 0.29, tolerance 1
-    doc = {"name": "paper-fmnist", "date": "2026-12-02", "machine": {"cpu": "Test CPU"},
-           "differences": ["forty epochs, not early stopping"],
-           "variants": [{"name": "vae", "nll": nll, "comparison": cmp_,
-                         "published": pub.model_dump(),
-                         "seeds": [{"seed": s} for s in (0, 1, 2)]}]}
-    (tmp_path / "reports" / "paper").mkdir(parents=True)
-    (tmp_path / "reports" / "paper" / "paper-fmnist.json").write_text(json.dumps(doc))
+    seeds = [seed_result(s, nll) for s, nll in zip((2, 0, 1), (230.9, 231.0, 231.4), strict=True)]
+    doc = result(paper_config(differences=["forty epochs, not early stopping"]),
+                 [VariantRuns("vae", {}, pub, seeds)], {"cpu": "Test CPU"}, "2026-12-02", "")
+    cmp_ = doc.variants[0].comparison
+    assert cmp_.verdict == "above"  # 231.1 +- 0.66 against 228.70 +- 0.29, tolerance 1
+    path = tmp_path / "reports" / "paper" / "paper-fmnist.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(doc.model_dump(mode="json")))
     build(tmp_path)
     page = (tmp_path / "reports" / "index.html").read_text()
     published_part = page[page.index('id="published"'):page.index('id="gradients"')]
     row = next(r for r in published_part.split("<tr>") if "paper-fmnist" in r)
-    assert "228.70 ± 0.15" in row and "above" in row and "3 seeds: 0, 1, 2" in row
-    lo, hi = cmp_["interval"]
+    nll = stats.t.interval(0.95, 2, loc=231.1, scale=stats.sem([230.9, 231.0, 231.4]))
+    assert f"231.10 ± {(nll[1] - nll[0]) / 2:.2f} (3 seeds: 0, 1, 2)" in row
+    assert "228.70 ± 0.15" in row and "above" in row
+    lo, hi = cmp_.interval
     assert f"[{lo:.2f}, {hi:.2f}]" in row and "forty epochs" in row and "Test CPU" in row
+    raw = doc.model_dump(mode="json")
+    raw["variants"][0]["nll"]["halfwidth"] = raw["variants"][0]["nll"].pop("half_width")
+    path.write_text(json.dumps(raw))
+    code, err = run_stage(tmp_path, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert str(path) in err and "variants.0.nll.half_width: Field required" in err
 
 
 def test_the_gradient_section_reads_the_gradient_study_through_its_contract(tmp_path):

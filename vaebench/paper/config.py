@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import (
     BaseModel,
@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from vaebench.paper.published import published
+from vaebench.paper.result import Binarization
 
 
 class PaperConfig(BaseModel):
@@ -33,7 +34,7 @@ class PaperConfig(BaseModel):
     test_points: PositiveInt | None = None  # None: the whole test set
     # dataset: the test set binarized once by the dataset's fixed seed (vaebench.inputs);
     # vampprior: numpy.random.seed(777) over validation then test, as the VampPrior code does
-    test_binarization: Literal["dataset", "vampprior"] = "dataset"
+    test_binarization: Binarization = "dataset"
     tolerance: PositiveFloat = 1.0  # nats: "within" when the whole interval lies within it
     level: float = Field(0.95, gt=0, lt=1)  # confidence level of every interval
     # train key -> values; or an axis name -> train-block fragments (mappings) that vary

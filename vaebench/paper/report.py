@@ -1,7 +1,9 @@
 """A paper preset's result beside the published number: intervals over seeds and a verdict.
 
-Pure functions from per-seed metrics to one result document (``result``) and its markdown
-(``markdown``); ``pipelines/paper.py`` reads the runs and writes both atomically.
+Pure functions from the seeds' metrics (``SeedResult``) to one ``PaperResult`` (``result``;
+the contract and its conventions: ``vaebench.paper.result``) and its markdown (``markdown``,
+rendered from ``vaebench/report/templates/paper.md.j2``); ``pipelines/paper.py`` reads the runs
+and writes both atomically. NLL and ELBO are in nats per image.
 
 The verdict is taken from an interval, never from a point estimate:
 - d = (our mean NLL over seeds) - (published NLL);
@@ -10,38 +12,60 @@ The verdict is taken from an interval, never from a point estimate:
   wider interval: the table does not say how many runs its ± spans), z * pm, in quadrature;
 - "within" when the whole interval [d - h, d + h] lies inside [-tolerance, +tolerance];
   "above" (our NLL worse) when it lies wholly above +tolerance; "below" when it lies wholly
-  below -tolerance; "inconclusive" otherwise, or with fewer than two seeds.
+  below -tolerance; "inconclusive" otherwise, or with fewer than two seeds
+  (``vaebench.paper.result.VERDICTS``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from scipy import stats
 
-VERDICTS = ("within", "above", "below", "inconclusive")
+from vaebench.paper.published import Published
+from vaebench.paper.result import (
+    Comparison,
+    PaperResult,
+    Protocol,
+    SeedInterval,
+    SeedResult,
+    TInterval,
+    Variant,
+)
+
+INTERVAL = ("Student t over seeds (ours) combined in quadrature with the published ± read as a "
+            "standard error")
 
 
-def t_interval(values: Sequence[float], level: float) -> dict[str, Any]:
+class VariantRuns(NamedTuple):
+    """What ``result`` aggregates for one variant: its evaluated seeds and published number."""
+
+    name: str
+    train: dict[str, Any]  # the variant's train block
+    published: Published | None
+    seeds: list[SeedResult]
+
+
+def t_interval(values: Sequence[float], level: float) -> TInterval:
     """Mean, sample SD and the Student-t half-width over ``values`` (NaN below two values)."""
     n = len(values)
     mean = sum(values) / n if n else math.nan
     if n < 2:
-        return {"mean": mean, "sd": math.nan, "half_width": math.nan, "n": n}
+        return TInterval(mean=mean, sd=math.nan, half_width=math.nan, n=n)
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
-    return {"mean": mean, "sd": sd, "half_width": half, "n": n}
+    return TInterval(mean=mean, sd=sd, half_width=half, n=n)
 
 
-def verdict(ours: dict[str, Any], published_nll: float, published_pm: float | None,
-            tolerance: float, level: float) -> dict[str, Any]:
+def verdict(ours: TInterval, published_nll: float, published_pm: float | None,
+            tolerance: float, level: float) -> Comparison:
     """The interval for our NLL minus the published one, and what it says (see module)."""
     z = float(stats.norm.ppf(0.5 + level / 2))
     pub_half = z * (published_pm or 0.0)
-    d = ours["mean"] - published_nll
-    half = math.hypot(ours["half_width"], pub_half)
+    d = ours.mean - published_nll
+    half = math.hypot(ours.half_width, pub_half)
     lo, hi = d - half, d + half
     reason = ""
     if math.isnan(half):
@@ -54,39 +78,33 @@ def verdict(ours: dict[str, Any], published_nll: float, published_pm: float | No
         word = "below"
     else:
         word, reason = "inconclusive", f"the interval straddles ±{tolerance:g}"
-    return {"difference": d, "interval": [lo, hi], "half_width": half, "tolerance": tolerance,
-            "level": level, "verdict": word, "reason": reason}
+    return Comparison(difference=d, interval=(lo, hi), half_width=half, tolerance=tolerance,
+                      level=level, verdict=word, reason=reason)
 
 
-def result(paper, variants: list[dict[str, Any]], machine: dict[str, str], date: str,
-           note: str) -> dict[str, Any]:
-    """The result document: one entry per variant with its seeds, aggregates and verdict.
-
-    ``variants`` holds, per variant, ``name``, ``published`` (a Published or None), ``train``
-    (the train block) and ``seeds``: the per-seed metrics from the paper evaluation.
-    """
-    out = {"name": paper.name, "date": date, "machine": machine, "note": note,
-           "protocol": {"importance_samples": paper.importance_samples,
-                        "test_points": paper.test_points or "all",
-                        "test_binarization": paper.test_binarization,
-                        "tolerance_nats": paper.tolerance, "level": paper.level,
-                        "interval": "Student t over seeds (ours) combined in quadrature with "
-                                    "the published ± read as a standard error"},
-           "differences": list(paper.differences), "variants": []}
+def result(paper, variants: Sequence[VariantRuns], machine: dict[str, str], date: str,
+           note: str) -> PaperResult:
+    """The result: one ``Variant`` per variant with its seeds (by seed), aggregates over seeds
+    and, where a published number matches, the comparison with it."""
+    out = []
     for v in variants:
-        seeds = sorted(v["seeds"], key=lambda m: m["seed"])
-        entry: dict[str, Any] = {"name": v["name"], "train": v["train"], "seeds": seeds}
-        for key in ("nll", "elbo"):
-            entry[key] = t_interval([m[key] for m in seeds], paper.level)
-            entry[key]["test_sampling_se"] = _rms([m[f"{key}_se"] for m in seeds])
-            entry[key]["monte_carlo_se"] = _rms([m[f"{key}_mc_se"] for m in seeds])
-        pub = v["published"]
-        if pub is not None:
-            entry["published"] = pub.model_dump()
-            entry["comparison"] = verdict(entry["nll"], pub.nll, pub.pm, paper.tolerance,
-                                          paper.level)
-        out["variants"].append(entry)
-    return out
+        seeds = sorted(v.seeds, key=lambda m: m.seed)
+        nll, elbo = (SeedInterval(
+            **t_interval([getattr(m, key) for m in seeds], paper.level).model_dump(),
+            test_sampling_se=_rms([getattr(m, f"{key}_se") for m in seeds]),
+            monte_carlo_se=_rms([getattr(m, f"{key}_mc_se") for m in seeds]))
+            for key in ("nll", "elbo"))
+        pub = v.published
+        out.append(Variant(
+            name=v.name, train=v.train, seeds=seeds, nll=nll, elbo=elbo, published=pub,
+            comparison=None if pub is None else verdict(nll, pub.nll, pub.pm, paper.tolerance,
+                                                        paper.level)))
+    protocol = Protocol(importance_samples=paper.importance_samples,
+                        test_points=paper.test_points or "all",
+                        test_binarization=paper.test_binarization,
+                        tolerance_nats=paper.tolerance, level=paper.level, interval=INTERVAL)
+    return PaperResult(name=paper.name, date=date, machine=machine, note=note, protocol=protocol,
+                       differences=list(paper.differences), variants=out)
 
 
 def best_by_epoch(val_elbo: Sequence[float], every: int = 50) -> dict[str, float]:
@@ -100,17 +118,17 @@ def best_by_epoch(val_elbo: Sequence[float], every: int = 50) -> dict[str, float
     return out
 
 
-def unconverged_note(doc: dict[str, Any]) -> str | None:
+def unconverged_note(doc: PaperResult) -> str | None:
     """When our NLL is above the published one and no seed stopped early, the measured sign
     that training was cut short: how much the best validation ELBO still rose over the last
     quarter of the epochs trained (mean over seeds)."""
     gains, ends = [], []
-    for v in doc["variants"]:
-        if (v.get("comparison") or {}).get("verdict") != "above":
+    for v in doc.variants:
+        if v.comparison is None or v.comparison.verdict != "above":
             continue
-        for m in v["seeds"]:
-            by = {int(e): x for e, x in (m.get("val_elbo_best_by_epoch") or {}).items()}
-            if (m.get("early_stopping") or {}).get("stopped_at") or len(by) < 2:
+        for m in v.seeds:
+            by = m.curve
+            if (m.early_stopping and m.early_stopping.stopped_at) or len(by) < 2:
                 continue
             last = max(by)
             earlier = [e for e in by if e <= 0.75 * last] or [min(by)]
@@ -131,83 +149,22 @@ def _rms(values: Sequence[float]) -> float:
     return math.sqrt(sum(v * v for v in values) / len(values)) if values else math.nan
 
 
-def _f(x: float, digits: int = 2) -> str:
+def _f(x: float | None, digits: int = 2) -> str:
+    """``x`` to ``digits`` decimals; "n/a" for a missing or NaN value."""
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def markdown(doc: dict[str, Any]) -> str:
-    """The result as a markdown page: the comparison table, per-seed table, differences."""
-    lvl = f"{doc['protocol']['level']:.0%}"
-    lines = [f"# {doc['name']}: our run of a published protocol", "",
-             f"{doc['date']}, {doc['machine'].get('cpu', '?')} "
-             f"({doc['machine'].get('cpu_count', '?')} cores; torch "
-             f"{doc['machine'].get('torch', '?')}, commit "
-             f"{doc['machine'].get('git_commit', '?')[:12]}). {doc['note']}", "",
-             f"NLL = −L_S with S = {doc['protocol']['importance_samples']} importance samples "
-             f"on {doc['protocol']['test_points']} test images (binarization: "
-             f"{doc['protocol']['test_binarization']}), nats per image. Intervals at {lvl}: "
-             f"{doc['protocol']['interval']}. Verdict against a tolerance of "
-             f"±{doc['protocol']['tolerance_nats']:g} nats: within / above / below when the "
-             "whole interval of the difference lies inside / above / below it.", "",
-             "| variant | our NLL (mean ± t half-width, n) | test-sampling SE | MC SE | our ELBO "
-             "| published NLL | difference [interval] | verdict |",
-             "|---|---|---|---|---|---|---|---|"]
-    for v in doc["variants"]:
-        nll, elbo = v["nll"], v["elbo"]
-        pub = v.get("published")
-        cmp_ = v.get("comparison")
-        lines.append(
-            f"| {v['name']} | {_f(nll['mean'])} ± {_f(nll['half_width'])} ({nll['n']}) | "
-            f"{_f(nll['test_sampling_se'])} | {_f(nll['monte_carlo_se'], 3)} | "
-            f"{_f(elbo['mean'])} ± {_f(elbo['half_width'])} | "
-            + (f"{pub['nll']:.2f}" + (f" ± {pub['pm']:.2f}" if pub["pm"] is not None else "")
-               if pub else "—") + " | "
-            + (f"{_f(cmp_['difference'])} [{_f(cmp_['interval'][0])}, "
-               f"{_f(cmp_['interval'][1])}] | **{cmp_['verdict']}**"
-               + (f" ({cmp_['reason']})" if cmp_.get("reason") else "") if cmp_ else "— | —")
-            + " |")
-    lines += ["", "## Per seed", "",
-              "| variant | seed | NLL | ELBO | best epoch | epochs trained | stopped early | "
-              "active units | train wall (min) | evaluation wall (min) | wall per seed (min) "
-              "| CPU per seed (min) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for v in doc["variants"]:
-        for m in v["seeds"]:
-            es = m.get("early_stopping") or {}
-            cost = m.get("cost") or {}
-            cpu = (sum(cost[k]["cpu_seconds"] for k in ("train", "evaluate")) / 60
-                   if cost else math.nan)
-            lines.append(
-                f"| {v['name']} | {m['seed']} | {_f(m['nll'])} | {_f(m['elbo'])} | "
-                f"{es.get('best_epoch', '—')} | {m['epochs']} | "
-                f"{'yes, at ' + str(es['stopped_at']) if es.get('stopped_at') else 'no'} | "
-                f"{m['active_units']}/{m['latent_dim']} | {_f(m['train_stage_seconds'] / 60, 1)}"
-                f" | {_f(m['eval_seconds'] / 60, 1)} | {_f(m['wall_seconds'] / 60, 1)} | "
-                f"{_f(cpu, 1)} |")
-    curves = [(v["name"], m) for v in doc["variants"] for m in v["seeds"]
-              if m.get("val_elbo_best_by_epoch")]
-    if curves:
-        epochs = sorted({int(e) for _, m in curves for e in m["val_elbo_best_by_epoch"]})
-        lines += ["", "## Best validation ELBO by epoch", "",
-                  "| variant | seed | " + " | ".join(str(e) for e in epochs) + " |",
-                  "|---|---|" + "---|" * len(epochs)]
-        for name, m in curves:
-            by = m["val_elbo_best_by_epoch"]
-            lines.append(f"| {name} | {m['seed']} | "
-                         + " | ".join(_f(by.get(str(e))) if str(e) in by else "" for e in epochs)
-                         + " |")
-    notes = sorted({m["extended"] for v in doc["variants"] for m in v["seeds"] if m.get("extended")})
-    if notes:
-        lines += [""] + [f"Note: {n}." for n in notes]
-    for v in doc["variants"]:
-        if v.get("published"):
-            p = v["published"]
-            lines += ["", f"Published: {p['source']}. {p['model']}: {p['protocol']}."]
-            break
-    cause = unconverged_note(doc)
-    if cause:
-        lines += ["", "## Likely cause of the gap", "", cause]
-    if doc["differences"]:
-        lines += ["", "## Remaining protocol differences", ""]
-        lines += [f"- {d}" for d in doc["differences"]]
-    return "\n".join(lines) + "\n"
+def markdown(doc: PaperResult) -> str:
+    """reports/paper/<name>.md from its template (vaebench/report/templates/paper.md.j2): the
+    comparison table, per-seed table, best validation ELBO by epoch, the likely cause of a gap
+    and the differences that remain."""
+    from importlib import resources
+
+    import jinja2
+
+    text = resources.files("vaebench.report").joinpath("templates", "paper.md.j2")
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             trim_blocks=True, lstrip_blocks=True)
+    return env.from_string(text.read_text(encoding="utf-8")).render(
+        r=doc, cause=unconverged_note(doc), f=_f, g=lambda x: f"{x:g}",
+        f2=lambda x: f"{x:.2f}", pct=lambda x: f"{x:.0%}")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vaebench.gradient_results import GradientStudyResult
+from vaebench.paper.result import PaperResult
 from vaebench.report import tables
 from vaebench.report.build import Report, conventions
 from vaebench.report.figures import CAPTIONS
@@ -37,7 +38,7 @@ def interval_verdict(ours: float, ours_se: float, pub: float, pub_se: float) -> 
     return "within" if lo <= 0 <= hi else ("above" if lo > 0 else "below")
 
 
-def published_table(report: Report, papers: list[dict]) -> tables.Table:
+def published_table(report: Report, papers: list[PaperResult]) -> tables.Table:
     """Our numbers beside published ones: the study's VAE on Fashion-MNIST (its own protocol)
     and every paper-preset run in reports/paper/ (the published protocol), each with the
     verdict from the interval of the difference."""
@@ -47,22 +48,20 @@ def published_table(report: Report, papers: list[dict]) -> tables.Table:
     cols = ["quantity", "published", "ours", "ours − published", "verdict", "protocol differences"]
     rows = []
     for doc in papers:
-        for v in doc["variants"]:
-            cmp_, p, nll = v.get("comparison"), v.get("published"), v["nll"]
+        for v in doc.variants:
+            cmp_, p, nll = v.comparison, v.published, v.nll
             if not (cmp_ and p):
                 continue
-            seeds = ", ".join(str(m["seed"]) for m in v["seeds"])
-            diffs = "; ".join(doc["differences"])
-            lo, hi = cmp_["interval"]
-            rows.append([f"{p['model']}: test NLL, {p['dataset']} (nats), `vaebench paper` "
-                         f"{doc['name']}", f"{p['nll']:.2f}" + (f" ± {p['pm']:.2f}" if p["pm"]
-                                                               else ""),
-                         f"{tables.pm(nll['mean'], nll['half_width'])} ({nll['n']} seeds: "
-                         f"{seeds})", f"{tables.fmt(cmp_['difference'])} [{tables.fmt(lo)}, "
-                         f"{tables.fmt(hi)}]", cmp_["verdict"] + (f" ({cmp_['reason']})"
-                                                                if cmp_.get("reason") else ""),
-                         f"{doc['date']}, {doc['machine'].get('cpu', '?')}; see "
-                         f"reports/paper/{doc['name']}.md. {diffs}"])
+            seeds = ", ".join(str(m.seed) for m in v.seeds)
+            lo, hi = cmp_.interval
+            rows.append([
+                f"{p.model}: test NLL, {p.dataset} (nats), `vaebench paper` {doc.name}",
+                f"{p.nll:.2f}" + (f" ± {p.pm:.2f}" if p.pm else ""),
+                f"{tables.pm(nll.mean, nll.half_width)} ({nll.n} seeds: {seeds})",
+                f"{tables.fmt(cmp_.difference)} [{tables.fmt(lo)}, {tables.fmt(hi)}]",
+                cmp_.verdict + (f" ({cmp_.reason})" if cmp_.reason else ""),
+                f"{doc.date}, {doc.machine.get('cpu', '?')}; see reports/paper/{doc.name}.md. "
+                + "; ".join(doc.differences)])
     row = report.cells[report.cells["cell"] == "vae-fashion-mnist"]
     if row.empty:
         rows.append([f"{pub.model}: test NLL, Fashion-MNIST (this study)", f"{pub.nll:.2f} ± "
@@ -114,7 +113,8 @@ def gradients_section(doc: GradientStudyResult | None) -> dict[str, Any] | None:
 
 def render(report: Report, figures: dict[str, str], pictures: dict[str, list[str]],
            planted: dict | None, machine: dict[str, str], wall: dict[str, str],
-           gradients: GradientStudyResult | None = None, papers: list[dict] | None = None) -> str:
+           gradients: GradientStudyResult | None = None,
+           papers: list[PaperResult] | None = None) -> str:
     """The page. ``figures`` maps figure key -> path and ``pictures`` maps run -> paths, both
     relative to the page; only these are referenced."""
     import jinja2

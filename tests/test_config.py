@@ -36,7 +36,7 @@ def test_default_params_and_presets_validate():
     params = load_params(ROOT / "params.yaml")
     assert params.study.models == ["vae", "beta_vae", "cvae", "iwae", "betatc"]
     assert [(c.dataset, c.latent_dim) for c in params.study.linear] == [
-        ("linear-gaussian", 4), ("fashion-mnist", 4), ("fashion-mnist", 20)]
+        ("linear-gaussian", 4), ("fashion-mnist", 4), ("fashion-mnist", 8)]
     assert len(params.study.seeds) >= 3
     for preset in (ROOT / "presets").glob("*.yaml"):
         load_params(preset)

@@ -31,8 +31,9 @@ def test_report_renders_every_figure_and_table(browser, screenshots):
         shown: img.getBoundingClientRect().width}))""")
     broken = [i["src"] for i in images if not (i["complete"] and i["width"] > 0 and i["shown"] > 0)]
     assert not broken, f"images that do not render: {broken}"
-    # every picture of reports/figures is on the page, and nothing else
-    on_disk = {p.relative_to(REPORTS).as_posix() for p in (REPORTS / "figures").rglob("*.png")}
+    # every picture of reports/figures and of the gradient study is on the page, nothing else
+    on_disk = {p.relative_to(REPORTS).as_posix() for folder in ("figures", "gradients")
+               for p in (REPORTS / folder).rglob("*.png")}
     assert sorted(i["src"] for i in images) == sorted(on_disk)
     tables = page.evaluate("""[...document.querySelectorAll('table')].map(t => ({
         rows: t.querySelectorAll('tbody tr').length,

@@ -136,8 +136,10 @@ def holm(comparisons: Sequence[Comparison], alpha: float = ALPHA) -> list[Compar
     for c, p_adj in zip(comparisons, adjusted, strict=True):
         lower_better = LOWER_IS_BETTER[c.metric]
         if not math.isfinite(p_adj):
-            verdict = "no verdict (one seed, no spread)" if c.metric == "active_units" else \
-                "no verdict"
+            # counts have no within-run error: with one seed, or the same count difference in
+            # every seed, there is no spread to judge by
+            verdict = ("no verdict (no spread over seeds)" if c.metric == "active_units"
+                       else "no verdict")
         elif p_adj < alpha:
             a_better = (c.diff < 0) == lower_better
             verdict = f"{c.a} better" if a_better else f"{c.b} better"

@@ -29,9 +29,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from vaebench.paper.published import Published
+from vaebench.results import _Frozen  # the contracts' one base: frozen, no extra fields
 
 Verdict = Literal["within", "above", "below", "inconclusive"]
 VERDICTS: tuple[str, ...] = get_args(Verdict)
@@ -45,10 +46,6 @@ def _absent_if_none(value: Any) -> bool:
 def _optional() -> Any:
     """A field left out of the JSON when it is None (the key was never written for it)."""
     return Field(None, exclude_if=_absent_if_none)
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class StageCost(_Frozen):

@@ -68,13 +68,16 @@ def plain_loss(logits, x, mu, logvar):
 
 
 def run_minimal(x_train: np.ndarray, levels: int, epochs: int, seed: int,
-                on_epoch: Callable[[], None] | None = None) -> tuple[list[float], PlainVAE]:
-    """Seconds per epoch of the minimal eager loop (training steps, nothing else)."""
+                on_epoch: Callable[[], None] | None = None, dynamic: bool = False
+                ) -> tuple[list[float], PlainVAE]:
+    """Seconds per epoch of the minimal eager loop (training steps, nothing else). ``dynamic``:
+    a fresh ``torch.bernoulli`` draw of every batch, as a user would binarize dynamically,
+    instead of one binarization before any timing."""
     torch.manual_seed(seed)
     model = PlainVAE()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     grey = torch.from_numpy(np.ascontiguousarray(x_train)).float() / (levels - 1)
-    x = torch.bernoulli(grey)  # binarized once, in memory, before any timing
+    x = grey if dynamic else torch.bernoulli(grey)  # binarized once, in memory
     n = len(x)
     steps = n // BATCH
     seconds = []
@@ -83,6 +86,8 @@ def run_minimal(x_train: np.ndarray, levels: int, epochs: int, seed: int,
         perm = torch.randperm(n)
         for b in range(steps):
             xb = x.index_select(0, perm[b * BATCH:(b + 1) * BATCH])
+            if dynamic:
+                xb = torch.bernoulli(xb)
             logits, mu, logvar = model(xb)
             loss = plain_loss(logits, xb, mu, logvar).mean()
             opt.zero_grad(set_to_none=True)

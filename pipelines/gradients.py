@@ -78,16 +78,11 @@ def objective_norm(g: GroupGradients, beta: float) -> float:
 
 def render_markdown(result: GradientStudyResult) -> str:
     """reports/gradients/gradients.md from its template (vaebench/report/templates)."""
-    from importlib import resources
-
-    import jinja2
-
     from vaebench.gradients import ESTIMATORS
+    from vaebench.markdown import render
 
-    text = resources.files("vaebench.report").joinpath("templates", "gradients.md.j2")
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    return env.from_string(text.read_text()).render(
-        r=result, estimators=ESTIMATORS, objective_norm=objective_norm, ci=interval_text,
+    return render(
+        "gradients.md.j2", r=result, estimators=ESTIMATORS, objective_norm=objective_norm, ci=interval_text,
         g=lambda x: f"{x:g}", g3=lambda x: f"{x:.3g}")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -140,10 +142,29 @@ def test_bad_gemm_names_are_one_line():
         parse_params(raw)
 
 
-def test_auto_resolves_by_build_alone():
-    expected = "onednn" if lin.onednn_available() else "aten"
+@pytest.mark.parametrize("vendor,mkl,onednn,expected", [
+    ("GenuineIntel", True, True, "aten"),     # MKL's own AVX-512 kernels
+    ("AuthenticAMD", True, True, "onednn"),   # MKL's generic AVX2 path: oneDNN instead
+    ("GenuineIntel", False, True, "onednn"),  # another BLAS: oneDNN
+    ("", True, True, "onednn"),               # no x86 vendor (another architecture)
+    ("AuthenticAMD", True, False, "aten"),    # no oneDNN in this build
+])
+def test_auto_resolves_by_build_and_vendor(monkeypatch, vendor, mkl, onednn, expected):
+    """'auto' is a function of the torch build and the CPU vendor alone, never of a timing."""
+    import vaebench.machine
+
+    monkeypatch.setattr(vaebench.machine, "cpu_vendor", lambda: vendor)
+    monkeypatch.setattr(torch.backends.mkl, "is_available", lambda: mkl)
+    monkeypatch.setattr(lin, "onednn_available", lambda: onednn)
     assert lin.resolve_gemm("auto") == expected
     assert lin.resolve_gemm("aten") == "aten"
+
+
+def test_cpu_vendor_reads_this_machine():
+    from vaebench.machine import cpu_vendor
+
+    text = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    assert (cpu_vendor() in text) and (cpu_vendor() != "" or "vendor_id" not in text)
 
 
 def test_onednn_without_onednn_is_a_config_error(monkeypatch):

@@ -50,3 +50,35 @@ def test_unknown_cells_are_one_line(committed):
         chosen_cells(params, ["vae-digitz"], None)
     assert {c.run for c in chosen_cells(params, [f"vae-{DATASET}"], [1])} == {
         run_of("vae", DATASET, seed=1)}
+
+
+def test_against_compares_a_whole_finished_study_with_another_runs_csv(tmp_path):
+    """``--against``: this machine's runs/ against another machine's runs.csv, every run, no
+    rerun. The same study passes (all identical); one metric moved far beyond its errors in
+    the other file fails, named; the page says so."""
+    from vaebench.verify import against, markdown
+
+    root = tmp_path / "study"
+    write_study(root)
+    params = load_params(root / "params.yaml")
+    long = runs_frame(read_runs(root / "runs", cells(params)))
+    other = tmp_path / "runs.csv"
+    long.to_csv(other, index=False)
+    rows = against(root, root / "params.yaml", other)
+    assert len({r.run for r in rows}) == len(cells(params))
+    assert all(r.passed and r.rerun == r.committed for r in rows)
+    # the other machine's NLL of one cell shifted alike on every seed (the spread over seeds
+    # stays as it was): a systematic difference, beyond the errors on every run of the cell
+    at = (long["cell"] == f"vae-{DATASET}") & (long["metric"] == "nll")
+    long.loc[at, "value"] += 50 * float(long.loc[at, "se"].max())
+    long.to_csv(other, index=False)
+    rows = against(root, root / "params.yaml", other)
+    failed = sorted((r.run, r.metric) for r in rows if not r.passed)
+    expected = sorted((run, "nll") for run in long.loc[at, "run"])
+    assert len(expected) == 2 and failed == expected
+    page = markdown(rows, {"this": "a", "other": "b", "other_file": str(other),
+                           "command_extra": ""})
+    assert f"2 of {len(rows)} metrics differ beyond their errors" in page
+    assert all(f"nll [{run}]" in page for run, _ in expected)
+    with pytest.raises(FileNotFoundError, match="no such runs.csv"):
+        against(root, root / "params.yaml", tmp_path / "missing.csv")

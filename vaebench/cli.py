@@ -63,18 +63,44 @@ def verify(cells: str = typer.Option(",".join(("vae-digits", "linear-linear-gaus
            seeds: str = typer.Option("", help="comma-separated seeds (default: the first)"),
            alpha: float = typer.Option(0.01, help="family-wise false-alarm rate"),
            params_file: str = typer.Option("params.yaml", "--params"),
-           reports: str = typer.Option("reports", help="the committed reports folder")) -> None:
+           reports: str = typer.Option("reports", help="the committed reports folder"),
+           against: str = typer.Option("", help="instead of rerunning: another machine's "
+                                       "runs.csv, compared with this machine's finished study "
+                                       "(runs/), every run"),
+           against_label: str = typer.Option("", help="with --against: what made that file "
+                                             "(machine, commit), for --out"),
+           out: str = typer.Option("", help="with --against: also write the comparison as "
+                                   "markdown here")) -> None:
     import time
+    from pathlib import Path
 
     from pipelines.common import ROOT, fail, guarded
     from vaebench import verify as v
+    from vaebench.config import load_params
 
     started = time.time()
     names = [c.strip() for c in cells.split(",") if c.strip()]
     chosen_seeds = [int(s) for s in seeds.split(",") if s.strip()] or None
-    rows = guarded(lambda: v.verify(ROOT, ROOT / params_file, ROOT / reports, names,
-                                    chosen_seeds, alpha))
+    if against:
+        rows = guarded(lambda: v.against(ROOT, ROOT / params_file, Path(against), alpha))
+    else:
+        rows = guarded(lambda: v.verify(ROOT, ROOT / params_file, ROOT / reports, names,
+                                        chosen_seeds, alpha))
     typer.echo(v.table(rows))
+    if against and out:
+        import datetime as dt
+
+        from vaebench.io import atomic_write_text
+        from vaebench.machine import cpu_model, git_commit
+        from vaebench.nets.linear import resolve_gemm
+
+        this = (f"{dt.date.today().isoformat()}, {cpu_model()}, GEMM library "
+                f"`{resolve_gemm(load_params(ROOT / params_file).study.gemm)}`, runs/ of commit "
+                f"{git_commit(ROOT)}")
+        atomic_write_text(Path(out), v.markdown(rows, {
+            "this": this, "other": against_label or against, "other_file": against,
+            "command_extra": f"--against-label '{against_label}'" if against_label else ""},
+            alpha))
     bad = [r for r in rows if not r.passed]
     identical = all(r.rerun == r.committed for r in rows)
     summary = (f"{len(rows)} metrics of {len({r.run for r in rows})} run(s): "

@@ -14,16 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from vaebench.config import GradientStudyConfig
+from vaebench.results import _Frozen
 
 Interval = tuple[float, float, float]  # (estimate, low, high)
 ALL = "all"  # the group of every encoder parameter; the others are its layers
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class GroupGradients(_Frozen):

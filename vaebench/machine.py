@@ -31,6 +31,19 @@ def cpu_model() -> str:
 
 
 @cache
+def cpu_vendor() -> str:
+    """The x86 vendor string from /proc/cpuinfo ('GenuineIntel', 'AuthenticAMD'); '' when
+    there is none (another architecture, another OS)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+@cache
 def cpu_isa() -> str:
     """The GEMM-relevant SIMD flags of this CPU, space-separated (e.g. ``avx avx2 fma``)."""
     try:

@@ -1,4 +1,5 @@
-"""``vaebench verify``: rerun chosen runs of the committed study and compare every metric.
+"""``vaebench verify``: rerun chosen runs of the committed study and compare every metric;
+or (``--against``) compare this machine's whole finished study with another machine's.
 
 On the machine that made the study a rerun is bitwise identical. On another machine the GEMM
 libraries round differently (MKL's AVX2 path on AMD, AVX-512 on Intel, oneDNN), the training
@@ -132,6 +133,32 @@ def verify(root: Path, params_file: Path, reports: Path, names: Sequence[str],
     chosen = chosen_cells(params, names, seeds)
     with tempfile.TemporaryDirectory(prefix="vaebench-verify-") as tmp:
         return compare(committed, rerun(root, params_file, chosen, Path(tmp)), alpha)
+
+
+def against(root: Path, params_file: Path, other: Path, alpha: float = 0.01) -> list[Row]:
+    """This machine's finished study (``runs/``, as ``dvc repro`` left it) against another
+    machine's ``runs.csv`` of the same parameters: no rerun, every run and every metric."""
+    from vaebench.report import read_runs
+
+    if not other.is_file():
+        raise FileNotFoundError(f"{other}: no such runs.csv")
+    params = load_params(params_file)
+    mine = {r.cell.run: r.metrics for r in read_runs(root / "runs", cells(params))}
+    return compare(pd.read_csv(other), mine, alpha)
+
+
+def markdown(rows: Sequence[Row], header: dict[str, str], alpha: float = 0.01,
+             worst: int = 15) -> str:
+    """The comparison as a page: ``header`` (what was compared with what), the verdict, and
+    the ``worst`` metrics by |z| (``templates/verify.md.j2``)."""
+    from vaebench.markdown import render
+
+    ranked = sorted(rows, key=lambda r: -abs(r.z))
+    return render(
+        "verify.md.j2", header=header, rows=ranked[:worst], n=len(rows), runs=len({r.run for r in rows}),
+        failed=[r for r in rows if not r.passed],
+        identical=sum(r.rerun == r.committed for r in rows),
+        alpha=alpha, z_star=float(norm.isf(alpha / (2 * max(1, len(rows))))))
 
 
 def table(rows: Sequence[Row]) -> str:

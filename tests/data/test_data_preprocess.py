@@ -163,3 +163,33 @@ def test_bernoulli_grey_all_levels_chi_square():
     p = x / (levels - 1)
     z = (draws.sum(0) - n * p) / np.sqrt(n * p * (1 - p))
     assert stats.chi2.sf(float((z**2).sum()), df=len(x)) > 1e-4
+
+
+@pytest.mark.parametrize("size", [100352, 100353, 100356, 13, 8, 5, 4, 1])
+def test_random_bytes_are_generator_bytes_and_leave_the_same_state(size):
+    """The fast path (raw 64-bit outputs) gives ``Generator.bytes``'s bytes and leaves the
+    generator where ``bytes`` leaves it: the redraws after it are the same too."""
+    fast, slow = np.random.default_rng(42), np.random.default_rng(42)
+    got = pp._random_bytes(fast, size)
+    assert got.dtype == np.uint8 and got.tobytes() == slow.bytes(size)
+    assert np.array_equal(fast.integers(0, 255, 64, dtype=np.uint8),
+                          slow.integers(0, 255, 64, dtype=np.uint8))
+    other = np.random.Generator(np.random.MT19937(42))  # another bit generator: bytes itself
+    assert pp._random_bytes(other, size).tobytes() == \
+        np.random.Generator(np.random.MT19937(42)).bytes(size)
+
+
+
+@pytest.mark.parametrize("shape", [(128, 784), (3, 5), (1,), (0, 4)])
+def test_tensor_binarization_equals_numpy_bernoulli_grey(shape):
+    """A CPU tensor of 8-bit data is compared in torch; the same grey levels as a numpy array go
+    through ``bernoulli_grey``'s numpy path. Same seed, same draws, 255s redrawn alike."""
+    grey = np.random.default_rng(3).integers(0, 256, shape).astype(np.uint8)
+    fast = pp.dynamic_binarize(torch.from_numpy(grey), 256, 9)
+    slow = pp.bernoulli_grey(grey, 256, np.random.default_rng(9))
+    assert fast.dtype == torch.float32 and tuple(fast.shape) == shape
+    assert np.array_equal(fast.numpy(), slow)
+    if grey.size > 10_000:  # the redraw path ran: about one byte in 256 was a 255
+        raw = np.frombuffer(np.random.default_rng(9).bytes(grey.size), np.uint8)
+        assert (raw == 255).sum() > 0
+        assert not np.array_equal(slow.reshape(-1), (raw < grey.reshape(-1)).astype(np.float32))

@@ -65,22 +65,30 @@ def test_philox_known_answers(counter, key, expected):
 
 
 @pytest.mark.parametrize("key", [(0, 0), (M32, M32), (0xA4093822, 0x299F31D0), (7, 0)])
-def test_numpy_philox_words_match_torch_bit_for_bit(key):
-    """The CPU path (numpy uint64, exact products) and the int64 torch path (16-bit halves)
-    give the same words for counters (c0, c1, 0, 0), across the whole 64-bit counter range."""
-    rng = np.random.default_rng(11)
-    counters = np.concatenate([rng.integers(0, 2**63, 4096, dtype=np.uint64),
-                               np.array([0, 1, 2**32 - 1, 2**32, 2**63 - 1], dtype=np.uint64)])
-    lo, hi = counters & np.uint64(M32), counters >> np.uint64(32)
-    w0, w1 = reference.philox4x32_words(lo, hi, *key)
-    t0, t1, _, _ = reference.philox4x32(torch.from_numpy(lo.astype(np.int64)),
-                                        torch.from_numpy(hi.astype(np.int64)), *key)
-    assert np.array_equal(w0, t0.numpy().astype(np.uint64))
-    assert np.array_equal(w1, t1.numpy().astype(np.uint64))
-    if key == (0, 0):  # Random123's known answer for the zero counter
-        z0, z1 = reference.philox4x32_words(np.zeros(1, np.uint64), np.zeros(1, np.uint64), 0, 0)
-        assert (int(z0[0]), int(z1[0])) == PHILOX_KAT[0][2][:2]
+def test_numba_philox_uniforms_match_torch_bit_for_bit(key):
+    """The CPU path (numba, exact uint64 products, one loop per counter) gives the uniforms of
+    the int64 torch path (16-bit halves, then ``uniform_from_bits``) across the whole 64-bit
+    counter range: runs of counters starting at 0, around 2**31, 2**32, 2**63, at random
+    points, and ending at 2**64 - 1."""
+    from kernels.philox_cpu import philox_uniforms
 
+    rng = np.random.default_rng(11)
+    starts = [0, 2**31 - 700, 2**32 - 700, 2**63 - 700, 2**64 - 1000,
+              *(int(s) for s in rng.integers(0, 2**63, 4, dtype=np.uint64) * 2)]
+    for start in starts:
+        n = 1000 if start == 2**64 - 1000 else 1401  # odd: numba's vector loop and its tail
+        counters = np.arange(n, dtype=np.uint64) + np.uint64(start)
+        lo = torch.from_numpy((counters & np.uint64(M32)).astype(np.int64))
+        hi = torch.from_numpy((counters >> np.uint64(32)).astype(np.int64))
+        w0, w1, _, _ = reference.philox4x32(lo, hi, *key)
+        u0, u1 = philox_uniforms(start, n, *key)
+        assert torch.equal(u0, reference.uniform_from_bits(w0)), start
+        assert torch.equal(u1, reference.uniform_from_bits(w1)), start
+    with pytest.raises(ValueError, match="outside 0..2\\*\\*64 - 1"):
+        philox_uniforms(2**64 - 10, 11, *key)
+    if key == (0, 0):  # Random123's known answer for the zero counter, through the mapping
+        expected = reference.uniform_from_bits(torch.tensor(PHILOX_KAT[0][2][:2]))
+        assert torch.equal(torch.cat(philox_uniforms(0, 1, 0, 0)), expected)
 
 
 @pytest.mark.parametrize("key", [(0, 0), (M32, M32), (0xA4093822, 0x299F31D0)])

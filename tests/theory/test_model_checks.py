@@ -58,6 +58,44 @@ def test_training_objective_matches_its_reference(name):
     assert verdicts(model_checks.objective_matches_reference("r", name, *values)) == [True, True]
 
 
+def test_gradient_check_is_not_fooled_by_a_relu_kink_under_float32_rounding():
+    """A first-layer pre-activation that float32 rounds above zero and float64 does not:
+    the two precisions take different ReLU branches there, so float32 and float64 gradients of
+    the same right objective differ by that unit's whole contribution. Both gradients of the
+    check are float64, so the right model passes; the float32 gradient shows the jump."""
+    model, x, y = small_model("vae")
+    layer = model.encoder.net[0]
+    w, b = layer.weight, layer.bias
+    with torch.no_grad():
+        dot64 = x.double() @ w.double().T                    # (points, units)
+        dot32 = (x @ w.T).double()
+        found = None
+        for i, j in sorted(np.ndindex(*dot64.shape), key=lambda ij: -abs(
+                float(dot32[ij] - dot64[ij]))):  # the largest float32 rounding first
+            mid = torch.tensor(-(float(dot32[i, j]) + float(dot64[i, j])) / 2)
+            cand = mid.float()
+            for step in range(8):  # a few ulps around the midpoint
+                b[j] = cand
+                pre32 = float(layer(x)[i, j])
+                pre64 = float(dot64[i, j] + cand.double())
+                if (pre32 > 0) != (pre64 > 0):
+                    found = (i, j)
+                    break
+                cand = torch.nextafter(cand, torch.tensor(math.inf if step % 2 else -math.inf))
+            if found:
+                break
+        assert found, "no float32/float64 sign disagreement found"
+    values = reference.objective_and_gradients(model, x, y, seed=123, dataset_size=500)
+    assert verdicts(model_checks.objective_matches_reference("r", "vae", *values)) == [True, True]
+    model.train()  # the float32 gradient of the same objective jumps at the kink
+    model.zero_grad(set_to_none=True)
+    value, _ = model.objective(x, y, 123)
+    value.mean().backward()
+    g32 = torch.cat([p.grad.reshape(-1).double() for p in model.parameters()])
+    ref_grad = values[3]
+    assert float((g32 - ref_grad).norm() / ref_grad.norm()) > 1e3 * model_checks.GRAD_RTOL
+
+
 def test_reference_catches_beta_on_the_wrong_term(monkeypatch):
     model, x, y = small_model("beta_vae")
     monkeypatch.setattr(objectives, "elbo", lambda log_px_z, kl, beta=1.0: beta * log_px_z - kl)

@@ -6,15 +6,19 @@ library, set process-wide with ``set_gemm``:
 - ``aten``: ``torch.nn.functional.linear``, i.e. the BLAS torch was built with (MKL on x86);
 - ``onednn``: forward and both backward GEMMs through oneDNN's matmul
   (``torch.ops.mkldnn._linear_pointwise``), float32 in and out, float32 accumulation;
-- ``auto``: ``onednn`` where this torch has it, else ``aten``. The choice depends only on the
-  torch build, never on a timing, so a given installation always makes the same one.
+- ``auto``: ``aten`` on an Intel CPU when torch's BLAS is MKL; otherwise ``onednn`` where
+  this torch has it, else ``aten``. The choice depends only on the torch build and the CPU
+  vendor, never on a timing, so a given installation on a given machine always makes the
+  same one (``resolve_gemm``).
 
-Why: MKL's SGEMM dispatches on the CPU vendor and runs its AVX2 kernels on AMD processors,
-while oneDNN dispatches on the instruction set. On the reference machine (AMD EPYC, AVX-512,
-2 cores) the 128x784x400 GEMMs of the 784-400-20 VAE take 430 us in MKL and 200-230 us in
-oneDNN, forward, input-gradient and weight-gradient alike (``benchmarks/train_throughput``).
-Both are float32 GEMMs; they differ only in summation order (relative error ~1e-7 either way,
-checked against float64 in ``tests/test_linear.py``).
+Why: MKL's SGEMM dispatches on the CPU vendor. On Intel processors it runs its own AVX-512
+kernels; on others it falls back to generic AVX2 code. oneDNN dispatches on the instruction
+set alone. So on the AMD EPYC (AVX-512, 2 cores) of the study's earlier runs oneDNN ran the
+128x784x400 GEMMs of the 784-400-20 VAE about twice as fast as MKL, while on an Intel Xeon
+(AVX-512, 2 cores) MKL was the faster of the two. ``make bench-train`` measures both on the
+machine at hand (``reports/benchmarks/train_throughput.md``, CPU named). Both are float32 GEMMs;
+they differ only in summation order (relative error ~1e-7 either way, checked against float64
+in ``tests/test_linear.py``).
 
 Anything other than float32 on the CPU (float64 for gradcheck, CUDA, bfloat16), and layers
 smaller than ``ONEDNN_MIN_MACS`` multiply-adds per call, go through ``aten`` whatever the
@@ -42,11 +46,22 @@ def onednn_available() -> bool:
                 and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
 
 
+def mkl_runs_its_own_kernels() -> bool:
+    """Whether aten's float32 GEMMs go to MKL on an Intel CPU, where MKL picks its AVX-512
+    kernels (on other vendors' CPUs it runs generic AVX2 code)."""
+    from vaebench.machine import cpu_vendor
+
+    return torch.backends.mkl.is_available() and cpu_vendor() == "GenuineIntel"
+
+
 def resolve_gemm(name: str) -> str:
-    """``auto`` -> ``onednn`` if available, else ``aten``; an unknown name is a ValueError."""
+    """``auto`` -> ``aten`` where MKL runs its own kernels (an Intel CPU), else ``onednn`` if
+    available, else ``aten``; an unknown name is a ValueError."""
     if name not in GEMMS:
         raise ValueError(f"unknown gemm {name!r}; valid choices: {', '.join(GEMMS)}")
     if name == "auto":
+        if mkl_runs_its_own_kernels():
+            return "aten"
         return "onednn" if onednn_available() else "aten"
     if name == "onednn" and not onednn_available():
         raise ValueError("gemm 'onednn' is not available in this torch build "

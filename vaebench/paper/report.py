@@ -158,13 +158,8 @@ def markdown(doc: PaperResult) -> str:
     """reports/paper/<name>.md from its template (vaebench/report/templates/paper.md.j2): the
     comparison table, per-seed table, best validation ELBO by epoch, the likely cause of a gap
     and the differences that remain."""
-    from importlib import resources
+    from vaebench.markdown import render
 
-    import jinja2
-
-    text = resources.files("vaebench.report").joinpath("templates", "paper.md.j2")
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                             trim_blocks=True, lstrip_blocks=True)
-    return env.from_string(text.read_text(encoding="utf-8")).render(
-        r=doc, cause=unconverged_note(doc), f=_f, g=lambda x: f"{x:g}",
+    return render(
+        "paper.md.j2", trim=True, r=doc, cause=unconverged_note(doc), f=_f, g=lambda x: f"{x:g}",
         f2=lambda x: f"{x:.2f}", pct=lambda x: f"{x:.0%}")

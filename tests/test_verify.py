@@ -82,3 +82,22 @@ def test_against_compares_a_whole_finished_study_with_another_runs_csv(tmp_path)
     assert all(f"nll [{run}]" in page for run, _ in expected)
     with pytest.raises(FileNotFoundError, match="no such runs.csv"):
         against(root, root / "params.yaml", tmp_path / "missing.csv")
+
+
+def test_bits_per_dim_carries_the_nll_error_scaled(committed):
+    """bits/dim is the NLL divided by D ln 2, so its standard error is the NLL's, scaled
+    alike: a bits/dim difference worth one NLL standard error is inside the errors, as the NLL
+    difference it comes from is (before, bits/dim had no error and failed on float noise)."""
+    import math
+
+    from vaebench.report.aggregate import METRICS
+
+    _, runs, long = committed
+    m = next(r.metrics for r in runs if r.metrics.bits_per_dim is not None)
+    value, se = METRICS["bits_per_dim"](m)
+    assert se == pytest.approx(m.nll.se / (m.dim * math.log(2)), rel=1e-12)
+    shifted = m.model_copy(update={"bits_per_dim": value + se})
+    alone = long[~((long["cell"] == m.cell) & (long["metric"] == "bits_per_dim")
+                   & (long["run"] != m.run))]  # no spread over seeds to hide behind
+    row = {r.metric: r for r in compare(alone, {m.run: shifted})}["bits_per_dim"]
+    assert row.passed and abs(row.z) == pytest.approx(1 / math.sqrt(2), rel=1e-6)

@@ -39,7 +39,9 @@ METRICS: dict[str, Callable[[RunMetrics], Value]] = {
     "kl": lambda m: (m.kl.mean, m.kl.se),
     "nll": lambda m: (m.nll.mean, m.nll.se),
     "nll_conditional": lambda m: _opt(m.nll_conditional),
-    "bits_per_dim": lambda m: None if m.bits_per_dim is None else (m.bits_per_dim, None),
+    # NLL (discretized) / (D ln 2): the NLL's standard error, scaled alike
+    "bits_per_dim": lambda m: None if m.bits_per_dim is None else (
+        m.bits_per_dim, m.nll.se / (m.dim * math.log(2))),
     "active_units": lambda m: (float(m.active_units), None),
     "mi_lower": lambda m: (m.mi.lower.mean, m.mi.lower.se),
     "mi_upper": lambda m: (m.mi.upper.mean, m.mi.upper.se),

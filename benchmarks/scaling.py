@@ -73,15 +73,34 @@ def reduced_study(params: str) -> str:
     return yaml.safe_dump(raw, sort_keys=False)
 
 
+def study_slice(params: str, datasets: list[str]) -> str:
+    """``params`` unchanged (epochs, sizes, seeds) but for the grid's datasets, cut to
+    ``datasets``, and no linear cells: a slice of the study whose stages are full length."""
+    import yaml
+
+    raw = yaml.safe_load((ROOT / params).read_text())
+    unknown = [d for d in datasets if d not in raw["study"]["datasets"]]
+    if unknown:
+        sys.exit(f"error: dataset(s) {', '.join(unknown)} not in {params}; valid choices: "
+                 + ", ".join(raw["study"]["datasets"]))
+    raw["study"].update(datasets=datasets, linear=[])
+    return yaml.safe_dump(raw, sort_keys=False)
+
+
 @app.command()
 def queue(params: str = "presets/tiny.yaml", repeats: int = 2, reduce: bool = True,
-          targets: str = "evaluate evaluate_sweep") -> None:
+          targets: str = "evaluate evaluate_sweep",
+          datasets: str = typer.Option("", help="with --no-reduce: keep only these grid "
+                                       "datasets (comma-separated) and no linear cells; saved "
+                                       "as its own part, queue_slice")) -> None:
     """The study of ``params`` as one queued experiment per seed on 2 workers (1 torch thread
     each), against one `dvc repro` of all seeds (torch's default threads), each from a cold
     start in a fresh copy; both reproduce ``targets`` (the runs; the report is left out)."""
     import yaml
 
-    text = reduced_study(params) if reduce else (ROOT / params).read_text()
+    kept = [d.strip() for d in datasets.split(",") if d.strip()]
+    text = (reduced_study(params) if reduce else study_slice(params, kept) if kept
+            else (ROOT / params).read_text())
     seeds = yaml.safe_load(text)["study"]["seeds"]
     stages = targets.split()
     times: dict[str, list[float]] = {"dvc repro": [], "queue, 2 workers": []}
@@ -106,9 +125,24 @@ def queue(params: str = "presets/tiny.yaml", repeats: int = 2, reduce: bool = Tr
                                capture_output=True)
             print(mode, f"{times[mode][-1]:.1f} s", flush=True)
         med = {k: statistics.median(v) for k, v in times.items()}  # saved after every pair
-        _save("queue", {"params": params, "reduced": reduce, "targets": stages, "seeds": seeds,
-                        "repeats": len(times["dvc repro"]), "seconds": times,
-                        "median_seconds": med})
+        _save("queue_slice" if kept and not reduce else "queue", {
+            "params": params, "reduced": reduce, "datasets": kept, "targets": stages,
+            "seeds": seeds, "stages": _stage_count(text, stages),
+            "repeats": len(times["dvc repro"]), "seconds": times, "median_seconds": med})
+
+
+GROUP_OF_TARGET = {"evaluate": "grid", "evaluate_sweep": "sweep", "evaluate_linear": "linear"}
+
+
+def _stage_count(text: str, targets: list[str]) -> int:
+    """How many train and evaluate stages ``targets`` reproduce for this params text."""
+    import yaml
+
+    from vaebench.cells import cells
+    from vaebench.config import parse_params
+
+    groups = {GROUP_OF_TARGET[t] for t in targets if t in GROUP_OF_TARGET}
+    return 2 * sum(c.group in groups for c in cells(parse_params(yaml.safe_load(text))))
 
 
 # -- Ray ---------------------------------------------------------------------------------------
@@ -217,33 +251,46 @@ def _where(r: dict) -> str:
     return f"{r['date']}, {r['cpu']}, {r['cores']} cores, load average {load} (1/5/15 min)"
 
 
+def _queue_section(r: dict) -> list[str]:
+    rows = [f"| {k} | {r['median_seconds'][k]:.1f} | "
+            + ", ".join(f"{t:.1f}" for t in v) + " |" for k, v in r["seconds"].items()]
+    if r.get("reduced"):
+        what = (f"`{r['params']}` cut to the vae on digits (2 epochs) and the beta sweep at beta "
+                "1.0 (`benchmarks.scaling.reduced_study`), stages "
+                f"`{' '.join(r['targets'])}` and what they need (not the report): a miniature, "
+                "not the default study (145 stages)")
+        title = "## The study on DVC's queue: a miniature"
+    else:
+        what = (f"`{r['params']}` at its full epochs, sizes and seeds"
+                + (f", the grid cut to {', '.join(r['datasets'])} and no linear cells "
+                   "(`benchmarks.scaling.study_slice`)" if r.get("datasets") else "")
+                + f": stages `{' '.join(r['targets'])}` and what they need, "
+                f"{r.get('stages', '?')} train and evaluate stages of the default study's 145")
+        title = "## The study on DVC's queue: full-length stages"
+    return [title, "", _where(r) + ".", "",
+            what + ". From a cold start in a fresh copy each time: one `dvc repro` (torch's "
+            "default threads), against one experiment per seed "
+            f"({', '.join(str(s) for s in r['seeds'])}) queued with `dvc exp run --queue "
+            "-S study.seeds=[k]` and run by `vaebench queue -j 2` (1 torch thread per "
+            f"worker); {r['repeats']} repeat(s), interleaved; tracking off.", "",
+            "| how | median wall time (s) | each repeat (s) |", "|---|---|---|", *rows, "",
+            "Ratio dvc repro / queue, repeat by repeat: "
+            f"{_spread([a / b for a, b in zip(*r['seconds'].values(), strict=True)])}"
+            ". On 2 cores the queue can at most halve the wall time, and it pays for its own "
+            "costs: each experiment prepares its data, validates and reports on its own, and "
+            "the workers' setup (celery, a git copy per experiment) costs seconds"
+            + (f"; {len(r['seeds'])} experiments on 2 workers leave one core idle while the "
+               "last runs alone on one thread" if len(r["seeds"]) % 2 else "") + ".", ""]
+
+
 def write_report(results: dict) -> None:
     lines = ["# Scaling out: DVC's queue, Ray, MLflow on PostgreSQL", "",
              "Made by `python -m benchmarks.scaling queue|ray|tracking` "
              "(benchmarks/scaling.py); the numbers are in scaling.json. The machine is shared "
              "with other jobs: the load average is written beside each part.", ""]
-    if "queue" in results:
-        r = results["queue"]
-        rows = [f"| {k} | {r['median_seconds'][k]:.1f} | "
-                + ", ".join(f"{t:.1f}" for t in v) + " |" for k, v in r["seconds"].items()]
-        lines += ["## The study on DVC's queue", "", _where(r) + ".", "",
-                  f"`{r['params']}`"
-                  + (" cut to the vae on digits (2 epochs) and the beta sweep at beta 1.0 "
-                     "(`benchmarks.scaling.reduced_study`)" if r.get("reduced") else "")
-                  + f", stages `{' '.join(r['targets'])}` and what they need (not the report)"
-                  " — not the default study (145 stages). "
-                  "From a cold start in a fresh copy each time: one `dvc repro` "
-                  "(torch's default threads), against one experiment per seed "
-                  f"({', '.join(str(s) for s in r['seeds'])}) queued with `dvc exp run --queue "
-                  "-S study.seeds=[k]` and run by `vaebench queue -j 2` (1 torch thread per "
-                  f"worker); {r['repeats']} repeats, interleaved; tracking off.", "",
-                  "| how | median wall time (s) | each repeat (s) |", "|---|---|---|", *rows, "",
-                  "Paired ratios dvc repro / queue, repeat by repeat: "
-                  f"{_spread([a / b for a, b in zip(*r['seconds'].values(), strict=True)])}"
-                  ". On 2 cores little is to be "
-                  "gained: each experiment prepares its data, validates and reports on its own, "
-                  "the workers' setup (celery, a git copy per experiment) costs seconds, and "
-                  "the stages are short.", ""]
+    for part in ("queue_slice", "queue"):
+        if part in results:
+            lines += _queue_section(results[part])
     if "ray" in results:
         r = results["ray"]
         ms = r["median_ms"]

@@ -49,6 +49,11 @@ class Row:
     passed: bool
 
 
+def z_bound(alpha: float, n: int) -> float:
+    """The two-sided Bonferroni critical value of |z| over ``n`` compared metrics at ``alpha``."""
+    return float(norm.isf(alpha / (2 * max(1, n))))
+
+
 def compare(committed: pd.DataFrame, rerun: dict[str, RunMetrics], alpha: float = 0.01
             ) -> list[Row]:
     """Every metric of every rerun against the committed long table (``runs.csv``)."""
@@ -68,7 +73,7 @@ def compare(committed: pd.DataFrame, rerun: dict[str, RunMetrics], alpha: float 
             pairs.append((run, name, float(row["value"].iloc[0]), float(got[0]),
                           float(row["se"].iloc[0]) if row["se"].notna().iloc[0] else 0.0,
                           float(got[1] or 0.0), s_seeds))
-    z_star = float(norm.isf(alpha / (2 * max(1, len(pairs)))))
+    z_star = z_bound(alpha, len(pairs))
     out = []
     for run, name, old, new, se_old, se_new, s_seeds in pairs:
         diff = new - old
@@ -158,7 +163,7 @@ def markdown(rows: Sequence[Row], header: dict[str, str], alpha: float = 0.01,
         "verify.md.j2", header=header, rows=ranked[:worst], n=len(rows), runs=len({r.run for r in rows}),
         failed=[r for r in rows if not r.passed],
         identical=sum(r.rerun == r.committed for r in rows),
-        alpha=alpha, z_star=float(norm.isf(alpha / (2 * max(1, len(rows))))))
+        alpha=alpha, z_star=z_bound(alpha, len(rows)))
 
 
 def table(rows: Sequence[Row]) -> str:

@@ -18,7 +18,8 @@ eq. 8), K = ``k`` samples per point, by:
 
 They run interleaved, ``repeats`` times; the table gives median seconds, the speed-up over
 the straightforward evaluation, and each L_K with its standard error over points.
-Run: ``python -m benchmarks.is_nll``. Writes ``reports/benchmarks/is_nll.{json,md}``.
+Run: ``python -m benchmarks.is_nll``. Writes ``reports/benchmarks/is_nll-<vendor>.{json,md}``
+(``-amd``, ``-intel``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import typer
 from torch import nn
 from torch.distributions import Normal
 
-from benchmarks.loops import fashion_mnist_study
+from benchmarks.loops import fashion_mnist_study, per_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
 app = typer.Typer(add_completion=False)
@@ -151,7 +152,8 @@ def main(k: int = 500, points: int = 500, k_chunk: int = 100, bs: int = 500, rep
               "study_backend": spec.study.backend, "gemm": gemm, "seconds": seconds,
               "median_seconds": med, "speedup": speedup, "L_K": bounds, "target": TARGET,
               "load_average": [load_start, os.getloadavg()[0]]}
-    atomic_write_json(out / "is_nll.json", result)
+    name = per_cpu("is_nll")
+    atomic_write_json(out / f"{name}.json", result)
     labels = {
         "straightforward": "straightforward batched PyTorch (torch.randn, one decoder pass per "
                            f"chunk of {k_chunk} samples, nn.Linear, BCE with logits)",
@@ -190,7 +192,7 @@ def main(k: int = 500, points: int = 500, k_chunk: int = 100, bs: int = 500, rep
         "its own, so its NLL differs by Monte Carlo noise only.",
         "",
     ])
-    atomic_write_text(out / "is_nll.md", md)
+    atomic_write_text(out / f"{name}.md", md)
     typer.echo(md)
 
 

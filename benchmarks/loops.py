@@ -9,6 +9,8 @@
   kind of op; what no op accounts for (Python, numpy) is the remainder of the wall time.
 - ``fashion_mnist_study``: the data and study parameters the benchmarks share, this VAE on
   Fashion-MNIST.
+- ``per_cpu``: the name of a benchmark's report on this CPU's vendor, so that the tables of
+  both vendors the targets name (AMD and Intel) stay committed side by side.
 """
 
 from __future__ import annotations
@@ -23,6 +25,14 @@ from torch import nn
 
 BATCH = 128
 SIZES = (784, 400, 20)  # data, hidden, latent
+VENDOR_TAGS = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}
+
+
+def per_cpu(stem: str) -> str:
+    """``stem-intel``, ``stem-amd`` (``stem-cpu`` for any other vendor): a report's name."""
+    from vaebench.machine import cpu_vendor
+
+    return f"{stem}-{VENDOR_TAGS.get(cpu_vendor(), 'cpu')}"
 
 
 def fashion_mnist_study(root, epochs: int):

@@ -15,7 +15,7 @@ by repeat so that drift in a shared machine's speed falls on all of them alike:
 The loops that report a test ELBO do so on the same fixed binarization of the test set.
 Afterwards torch.profiler splits an epoch of vaebench's loop and of the minimal loop by kind
 of work. Run: ``make bench-train`` (or ``python -m benchmarks.train_throughput --epochs 3``).
-Writes ``reports/benchmarks/train_throughput.{json,md}``.
+Writes ``reports/benchmarks/train_throughput-<vendor>.{json,md}`` (``-amd``, ``-intel``).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from benchmarks.loops import (
     fashion_mnist_study,
     gemm_floor_epoch,
     gemm_flops_per_step,
+    per_cpu,
     plain_loss,
     profile_breakdown,
     run_minimal,
@@ -242,9 +243,10 @@ def main(epochs: int = 3, repeats: int = 3, seed: int = 0,
         "load_average": [load_start, os.getloadavg()[0]],
         "gemm_microseconds_128x784x400": gemm_us,
     }
-    atomic_write_json(out / "train_throughput.json", result)
+    name = per_cpu("train_throughput")
+    atomic_write_json(out / f"{name}.json", result)
     md = render(result, gemms.get("vaebench", "auto"), seed)
-    atomic_write_text(out / "train_throughput.md", md)
+    atomic_write_text(out / f"{name}.md", md)
     typer.echo(md)
 
 

@@ -10,6 +10,7 @@ import torch
 from scipy import integrate
 from scipy.stats import beta
 
+from vaebench.data import binarize_cpu
 from vaebench.data import preprocess as pp
 
 Z_STAR = 5.0  # Bonferroni-safe bound for the few hundred z-scores below
@@ -165,28 +166,62 @@ def test_bernoulli_grey_all_levels_chi_square():
     assert stats.chi2.sf(float((z**2).sum()), df=len(x)) > 1e-4
 
 
-@pytest.mark.parametrize("size", [100352, 100353, 100356, 13, 8, 5, 4, 1])
-def test_random_bytes_are_generator_bytes_and_leave_the_same_state(size):
+@pytest.mark.parametrize("size", [100352, 100353, 100356, 13, 8, 5, 4, 1, 0])
+def test_raw_words_are_generator_bytes_and_leave_the_same_state(size):
     """The fast path (raw 64-bit outputs) gives ``Generator.bytes``'s bytes and leaves the
     generator where ``bytes`` leaves it: the redraws after it are the same too."""
     fast, slow = np.random.default_rng(42), np.random.default_rng(42)
-    got = pp._random_bytes(fast, size)
-    assert got.dtype == np.uint8 and got.tobytes() == slow.bytes(size)
+    got = pp._raw_words(fast, size)
+    assert got.dtype == np.uint64 and got.size == -(-size // 8)
+    assert got.view(np.uint8)[:size].tobytes() == slow.bytes(size)
     assert np.array_equal(fast.integers(0, 255, 64, dtype=np.uint8),
                           slow.integers(0, 255, 64, dtype=np.uint8))
     other = np.random.Generator(np.random.MT19937(42))  # another bit generator: bytes itself
-    assert pp._random_bytes(other, size).tobytes() == \
-        np.random.Generator(np.random.MT19937(42)).bytes(size)
+    got = pp._raw_words(other, size).view(np.uint8)
+    assert got[:size].tobytes() == np.random.Generator(np.random.MT19937(42)).bytes(size)
+    assert not got[size:].any()  # zero padding: never taken for a 255
 
+
+def _bernoulli_255_by_definition(grey: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The 8-bit sampler as its docstring defines it, in plain numpy: raw bytes, each 255
+    replaced in order by a draw of U{0..254}, compared with the grey levels."""
+    r = np.frombuffer(rng.bytes(grey.size), np.uint8).copy()
+    at = np.flatnonzero(r == 255)
+    r[at] = rng.integers(0, 255, at.size, dtype=np.uint8)
+    return (r < grey.reshape(-1)).astype(np.float32).reshape(grey.shape)
+
+
+@pytest.mark.parametrize("size", [100352, 100353, 100356, 4099, 13, 8, 7, 1, 0])
+@pytest.mark.parametrize("bit_generator", [np.random.PCG64, np.random.MT19937])
+def test_compiled_8bit_sampler_is_the_definition(size, bit_generator):
+    """The compiled compare-and-search (``binarize_cpu.compare_bytes``, a 64-bit word at a time,
+    with a tail) gives the plain-numpy sampler's draws bit for bit, redraws included, and
+    leaves the generator in the same state. Every byte value meets every grey level, and
+    runs of 255 (whole words of them) are planted."""
+    grey = np.random.default_rng(size).integers(0, 256, size).astype(np.uint8)
+    fast, slow = (np.random.Generator(bit_generator(11)) for _ in range(2))
+    got = pp.bernoulli_grey(grey, 256, fast)
+    want = _bernoulli_255_by_definition(grey, slow)
+    assert got.dtype == np.float32 and np.array_equal(got, want)
+    assert np.array_equal(fast.integers(0, 2**63, 8), slow.integers(0, 2**63, 8))
+    # every (byte, grey) pair, and whole words of 255s, with a ragged tail of 255s
+    r = np.concatenate([np.repeat(np.arange(256), 256), np.full(5, 255)]).astype(np.uint8)
+    g = np.concatenate([np.tile(np.arange(256), 256), np.arange(5)]).astype(np.uint8)
+    words = np.zeros(-(-r.size // 8), np.uint64)
+    words.view(np.uint8)[:r.size] = r
+    out, redraw = np.empty(r.size, np.float32), np.empty(r.size, np.intp)
+    count = binarize_cpu.compare_bytes(words.view(np.uint8), words, g, out, redraw)
+    assert np.array_equal(redraw[:count], np.flatnonzero(r == 255))
+    assert np.array_equal(out, (r < g).astype(np.float32))
 
 
 @pytest.mark.parametrize("shape", [(128, 784), (3, 5), (1,), (0, 4)])
 def test_tensor_binarization_equals_numpy_bernoulli_grey(shape):
-    """A CPU tensor of 8-bit data is compared in torch; the same grey levels as a numpy array go
-    through ``bernoulli_grey``'s numpy path. Same seed, same draws, 255s redrawn alike."""
+    """A CPU tensor of 8-bit data and the same grey levels as a numpy array: the same seed
+    gives the same draws, 255s redrawn alike, as the plain-numpy definition."""
     grey = np.random.default_rng(3).integers(0, 256, shape).astype(np.uint8)
     fast = pp.dynamic_binarize(torch.from_numpy(grey), 256, 9)
-    slow = pp.bernoulli_grey(grey, 256, np.random.default_rng(9))
+    slow = _bernoulli_255_by_definition(grey, np.random.default_rng(9))
     assert fast.dtype == torch.float32 and tuple(fast.shape) == shape
     assert np.array_equal(fast.numpy(), slow)
     if grey.size > 10_000:  # the redraw path ran: about one byte in 256 was a 255

@@ -21,10 +21,12 @@ Writes ``reports/benchmarks/train_throughput-<vendor>.{json,md}`` (``-amd``, ``-
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import os
 import time
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -32,6 +34,7 @@ import typer
 from torch.utils.data import DataLoader, Dataset
 
 from benchmarks.loops import (
+    CATEGORIES,
     PlainVAE,
     fashion_mnist_study,
     gemm_floor_epoch,
@@ -155,6 +158,27 @@ def steady(runs: list[list[float]]) -> float:
     return float(np.median([s for run in runs for s in (run[1:] or run)]))
 
 
+def paired_ratio(runs: list[list[float]], base: list[list[float]], level: float = 0.95
+                 ) -> dict[str, float]:
+    """This loop's epoch over ``base``'s, paired repeat by repeat (the two ran within a minute
+    of each other, so a shared machine's drift in speed falls on both): the geometric mean of
+    the per-repeat ratios of steady epochs, with its Student-t interval on the log scale."""
+    from vaebench.report.aggregate import t_interval
+
+    logs = [math.log(steady([a]) / steady([b])) for a, b in zip(runs, base, strict=True)]
+    mean, half, n = t_interval(logs, level)
+    return {"ratio": math.exp(mean), "low": math.exp(mean - half),
+            "high": math.exp(mean + half), "n": n}
+
+
+def interval_verdict(iv: dict[str, float], target: float) -> str:
+    """'met' when the whole interval lies at or below the target, 'missed' when it lies above,
+    'undecided' when it straddles it (more repeats, or a quieter machine, would decide)."""
+    if iv["high"] <= target:
+        return "met"
+    return "missed" if iv["low"] > target else "undecided"
+
+
 LABELS = {
     "vaebench": "vaebench, whole epoch (`study.gemm: auto`, here `{gemm}`)",
     "vaebench steps": "vaebench, training steps only (`{gemm}`)",
@@ -171,15 +195,26 @@ TARGETS = {"over_minimal": 1.1, "over_gemm_floor": 1.8}
 
 
 @app.command()
-def main(epochs: int = 3, repeats: int = 3, seed: int = 0,
+def main(epochs: int = 3, repeats: int = 6, seed: int = 0,
          out: Path = ROOT / "reports" / "benchmarks",
-         threads: int = typer.Option(0, help="torch threads (0: torch's default)")) -> None:
+         threads: int = typer.Option(0, help="torch threads (0: torch's default)"),
+         rerender: Annotated[Path | None, typer.Option(
+             help="measure nothing: recompute the ratios of this train_throughput-*.json and "
+                  "rewrite it and its .md")] = None) -> None:
+    from vaebench.io import atomic_write_json, atomic_write_text
+
+    if rerender is not None:
+        result = json.loads(rerender.read_text())
+        result.update(ratios(result))
+        atomic_write_json(rerender, result)
+        atomic_write_text(rerender.with_suffix(".md"),
+                          render(result, result["gemm"]["vaebench"], seed))
+        return
     if threads:
         torch.set_num_threads(threads)
     load_start = os.getloadavg()[0]
     from vaebench.cells import Cell, run_spec
     from vaebench.inputs import fixed_inputs
-    from vaebench.io import atomic_write_json, atomic_write_text
     from vaebench.machine import machine_info
     from vaebench.nets.linear import onednn_available, resolve_gemm
 
@@ -225,24 +260,19 @@ def main(epochs: int = 3, repeats: int = 3, seed: int = 0,
     }
     gemm_us = gemm_microseconds()
     machine = machine_info(ROOT, gemm=gemms.get("vaebench"))
-    # each loop against the GEMM floor of its own library: vaebench's as resolved, else aten
-    lib_of = {"vaebench": auto, "vaebench steps": auto, "vaebench other": other,
-              "vaebench other steps": other}
-    floor_of = {k: f"gemm floor {lib_of.get(k, 'aten')}" for k in med}
     result = {
         "date": dt.date.today().isoformat(), "device": machine["cpu"], "machine": machine,
         "threads": torch.get_num_threads(), "torch": torch.__version__, "epochs": epochs,
         "repeats": repeats, "n_train": len(bundle.x_train), "steps_per_epoch": n_steps,
         "backend": specs["vaebench"].study.backend, "gemm": gemms, "gemm_other": other,
         "epoch_seconds": seconds, "steady_epoch_seconds": med, "test_elbo": elbos,
-        "over_minimal": {k: med[k] / med["minimal"] for k in med},
-        "over_gemm_floor": {k: med[k] / med[floor_of[k]] for k in med},
         "gemm_floor_gflops": {k: gemm_flops_per_step() * n_steps / med[k] / 1e9
                               for k in med if k.startswith("gemm floor")},
         "targets": TARGETS, "breakdown_seconds": breakdown,
         "load_average": [load_start, os.getloadavg()[0]],
         "gemm_microseconds_128x784x400": gemm_us,
     }
+    result.update(ratios(result))
     name = per_cpu("train_throughput")
     atomic_write_json(out / f"{name}.json", result)
     md = render(result, gemms.get("vaebench", "auto"), seed)
@@ -250,22 +280,38 @@ def main(epochs: int = 3, repeats: int = 3, seed: int = 0,
     typer.echo(md)
 
 
-def _verdict(ratio: float, target: float) -> str:
-    return f"{ratio:.2f} ({'met' if ratio <= target else 'missed'})"
+def floor_of(result: dict) -> dict[str, str]:
+    """Each loop's GEMM floor: that of its own library (vaebench's as resolved, else aten)."""
+    auto, other = result["gemm"]["vaebench"], result["gemm_other"]
+    lib_of = {"vaebench": auto, "vaebench steps": auto, "vaebench other": other,
+              "vaebench other steps": other}
+    return {k: f"gemm floor {lib_of.get(k, 'aten')}" for k in result["epoch_seconds"]}
+
+
+def ratios(result: dict) -> dict[str, dict]:
+    """Every loop over the minimal loop and over its GEMM floor, paired repeat by repeat."""
+    seconds, floors = result["epoch_seconds"], floor_of(result)
+    return {"over_minimal": {k: paired_ratio(v, seconds["minimal"]) for k, v in seconds.items()},
+            "over_gemm_floor": {k: paired_ratio(v, seconds[floors[k]])
+                                for k, v in seconds.items()}}
+
+
+def _ratio_cell(iv: dict[str, float], target: float | None) -> str:
+    text = f"{iv['ratio']:.2f} [{iv['low']:.2f}, {iv['high']:.2f}]"
+    return text if target is None else f"{text} ({interval_verdict(iv, target)})"
 
 
 def render(result: dict, gemm: str, seed: int) -> str:
     med, seconds = result["steady_epoch_seconds"], result["epoch_seconds"]
+    paired = ratios(result)  # from the raw seconds, so that an older file renders alike
     rows = []
-    for k in med:
+    for k in (k for k in LABELS if k in med):  # the table's order, whatever the file's
         label = LABELS[k].format(gemm=gemm, other=result.get("gemm_other", "aten"))
-        over_min = result["over_minimal"][k]
-        over_floor = result["over_gemm_floor"][k]
-        if k in ("vaebench", "vaebench other"):
-            over_min = _verdict(over_min, TARGETS["over_minimal"])
-            over_floor = _verdict(over_floor, TARGETS["over_gemm_floor"])
-        else:
-            over_min, over_floor = f"{over_min:.2f}", f"{over_floor:.2f}"
+        judged = k in ("vaebench", "vaebench other")
+        over_min = _ratio_cell(paired["over_minimal"][k],
+                               TARGETS["over_minimal"] if judged else None)
+        over_floor = _ratio_cell(paired["over_gemm_floor"][k],
+                                 TARGETS["over_gemm_floor"] if judged else None)
         runs = "; ".join(", ".join(f"{t:.2f}" for t in run) for run in seconds[k])
         elbo = result["test_elbo"].get(k)
         rows.append(f"| {label} | {med[k]:.2f} | {over_min} | {over_floor} | {runs} | "
@@ -273,8 +319,8 @@ def render(result: dict, gemm: str, seed: int) -> str:
     gemm_us = result["gemm_microseconds_128x784x400"]
     gemm_rows = [f"| {name} | " + " | ".join(f"{gemm_us[lib][name]:.0f}" for lib in gemm_us)
                  + " |" for name in gemm_us["aten"]]
-    bd = result["breakdown_seconds"]
-    kinds = [k for k in bd["vaebench"] if k != "wall"]
+    bd = {loop: result["breakdown_seconds"][loop] for loop in ("vaebench", "minimal")}
+    kinds = [*CATEGORIES, "other torch ops", "Python, numpy and the rest"]
     bd_rows = [f"| {kind} | " + " | ".join(
         f"{bd[loop][kind]:.2f} ({bd[loop][kind] / bd[loop]['wall']:.0%})" for loop in bd) + " |"
         for kind in kinds]
@@ -299,7 +345,12 @@ def render(result: dict, gemm: str, seed: int) -> str:
         *rows,
         "",
         "Median epoch: over all runs, leaving out each run's first epoch. 'x minimal loop' and "
-        "'x GEMM floor': this loop's median epoch over theirs (below 1: faster); the GEMM "
+        "'x GEMM floor': this loop's epoch over theirs (below 1: faster), paired run by run "
+        "(each run's median steady epoch over that of the other loop's run in the same "
+        "repeat, a minute apart at most), as the geometric mean over the "
+        f"{result['repeats']} repeats with its 95% Student-t interval on the log scale. A "
+        "target is met when the whole interval lies at or below it, missed when the whole "
+        "interval lies above, and undecided otherwise. The GEMM "
         "floor is that of the loop's own GEMM library ("
         + ", ".join(f"{k.removeprefix('gemm floor ')} {v:.0f} GFLOP/s" for k, v in gf.items())
         + "). The whole vaebench epoch includes its validation pass and checkpoint. The test "

@@ -152,8 +152,8 @@ def main(k: int = 500, points: int = 500, k_chunk: int = 100, bs: int = 500, rep
               "study_backend": spec.study.backend, "gemm": gemm, "seconds": seconds,
               "median_seconds": med, "speedup": speedup, "L_K": bounds, "target": TARGET,
               "load_average": [load_start, os.getloadavg()[0]]}
-    name = per_cpu("is_nll")
-    atomic_write_json(out / f"{name}.json", result)
+    report = per_cpu("is_nll")
+    atomic_write_json(out / f"{report}.json", result)
     labels = {
         "straightforward": "straightforward batched PyTorch (torch.randn, one decoder pass per "
                            f"chunk of {k_chunk} samples, nn.Linear, BCE with logits)",
@@ -192,7 +192,7 @@ def main(k: int = 500, points: int = 500, k_chunk: int = 100, bs: int = 500, rep
         "its own, so its NLL differs by Monte Carlo noise only.",
         "",
     ])
-    atomic_write_text(out / f"{name}.md", md)
+    atomic_write_text(out / f"{report}.md", md)
     typer.echo(md)
 
 

@@ -9,12 +9,15 @@
   kind of op; what no op accounts for (Python, numpy) is the remainder of the wall time.
 - ``fashion_mnist_study``: the data and study parameters the benchmarks share, this VAE on
   Fashion-MNIST.
+- ``paired_ratio``, ``interval_verdict``: a ratio of times measured repeat by repeat, with
+  its interval, and what that interval says of a target.
 - ``per_cpu``: the name of a benchmark's report on this CPU's vendor, so that the tables of
   both vendors the targets name (AMD and Intel) stay committed side by side.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -26,6 +29,38 @@ from torch import nn
 BATCH = 128
 SIZES = (784, 400, 20)  # data, hidden, latent
 VENDOR_TAGS = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}
+
+
+def paired_ratio(values: list[float], base: list[float], level: float = 0.95
+                 ) -> dict[str, float]:
+    """``values[i] / base[i]`` for each repeat i (the two timed within a minute of each other,
+    so that a shared machine's drift in speed falls on both): their geometric mean, with its
+    Student-t interval on the log scale."""
+    from vaebench.report.aggregate import t_interval
+
+    logs = [math.log(a / b) for a, b in zip(values, base, strict=True)]
+    mean, half, n = t_interval(logs, level)
+    return {"ratio": math.exp(mean), "low": math.exp(mean - half),
+            "high": math.exp(mean + half), "n": n}
+
+
+def interval_verdict(iv: dict[str, float], target: float, at_least: bool = False) -> str:
+    """'met' when the whole interval lies on the target's side (at most the target, or at
+    least it with ``at_least``), 'missed' when it lies wholly on the other side, 'undecided'
+    when it straddles the target (more repeats, or a quieter machine, would decide)."""
+    good, bad = (iv["low"] >= target, iv["high"] < target) if at_least else \
+        (iv["high"] <= target, iv["low"] > target)
+    return "met" if good else "missed" if bad else "undecided"
+
+
+def shuffled(names: list[str], seed: int) -> list[str]:
+    """``names`` in a fresh order for each repeat (seeded), so that no loop always runs after
+    the same one: an order effect becomes noise in the interval instead of a bias."""
+    import random
+
+    order = list(names)
+    random.Random(seed).shuffle(order)
+    return order
 
 
 def per_cpu(stem: str) -> str:

@@ -39,10 +39,13 @@ from benchmarks.loops import (
     fashion_mnist_study,
     gemm_floor_epoch,
     gemm_flops_per_step,
+    interval_verdict,
+    paired_ratio,
     per_cpu,
     plain_loss,
     profile_breakdown,
     run_minimal,
+    shuffled,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,25 +161,9 @@ def steady(runs: list[list[float]]) -> float:
     return float(np.median([s for run in runs for s in (run[1:] or run)]))
 
 
-def paired_ratio(runs: list[list[float]], base: list[list[float]], level: float = 0.95
-                 ) -> dict[str, float]:
-    """This loop's epoch over ``base``'s, paired repeat by repeat (the two ran within a minute
-    of each other, so a shared machine's drift in speed falls on both): the geometric mean of
-    the per-repeat ratios of steady epochs, with its Student-t interval on the log scale."""
-    from vaebench.report.aggregate import t_interval
-
-    logs = [math.log(steady([a]) / steady([b])) for a, b in zip(runs, base, strict=True)]
-    mean, half, n = t_interval(logs, level)
-    return {"ratio": math.exp(mean), "low": math.exp(mean - half),
-            "high": math.exp(mean + half), "n": n}
-
-
-def interval_verdict(iv: dict[str, float], target: float) -> str:
-    """'met' when the whole interval lies at or below the target, 'missed' when it lies above,
-    'undecided' when it straddles it (more repeats, or a quieter machine, would decide)."""
-    if iv["high"] <= target:
-        return "met"
-    return "missed" if iv["low"] > target else "undecided"
+def paired(runs: list[list[float]], base: list[list[float]]) -> dict[str, float]:
+    """This loop's steady epoch over ``base``'s, repeat by repeat (``loops.paired_ratio``)."""
+    return paired_ratio([steady([a]) for a in runs], [steady([b]) for b in base])
 
 
 LABELS = {
@@ -245,17 +232,24 @@ def main(epochs: int = 3, repeats: int = 6, seed: int = 0,
         seconds[name].append(s)
         elbos[name] = minimal_elbo(model, x_test, seed)
 
-    for _ in range(repeats):  # vaebench's runs on either side of the minimal loop's
-        vaebench("vaebench")
-        minimal("minimal", dynamic=False)
-        if "vaebench other" in specs:
-            vaebench("vaebench other")
-        minimal("minimal dynamic", dynamic=True)
+    def dataloader() -> None:
         s, elbos["dataloader"] = run_baseline(bundle.x_train, x_test, epochs, seed)
         seconds["dataloader"].append(s)
-        for lib in libs:
-            seconds[f"gemm floor {lib}"].append([gemm_floor_epoch(lib, n_steps)
-                                                 for _ in range(epochs)])
+
+    def gemm_floor(lib: str) -> None:
+        seconds[f"gemm floor {lib}"].append([gemm_floor_epoch(lib, n_steps)
+                                             for _ in range(epochs)])
+
+    runs = {"vaebench": lambda: vaebench("vaebench"),
+            "minimal": lambda: minimal("minimal", dynamic=False),
+            "minimal dynamic": lambda: minimal("minimal dynamic", dynamic=True),
+            "dataloader": dataloader,
+            **{f"gemm floor {lib}": lambda lib=lib: gemm_floor(lib) for lib in libs}}
+    if "vaebench other" in specs:
+        runs["vaebench other"] = lambda: vaebench("vaebench other")
+    for repeat in range(repeats):  # one run of every loop, in a fresh order each repeat
+        for name in shuffled(list(runs), seed + repeat):
+            runs[name]()
     seconds = {k: v for k, v in seconds.items() if v}
     med = {k: steady(v) for k, v in seconds.items()}
     breakdown = {
@@ -274,7 +268,7 @@ def main(epochs: int = 3, repeats: int = 6, seed: int = 0,
         "epoch_seconds": seconds, "steady_epoch_seconds": med, "test_elbo": elbos,
         "gemm_floor_gflops": {k: gemm_flops_per_step() * n_steps / med[k] / 1e9
                               for k in med if k.startswith("gemm floor")},
-        "targets": TARGETS, "breakdown_seconds": breakdown,
+        "targets": TARGETS, "breakdown_seconds": breakdown, "order": "shuffled",
         "load_average": [load_start, os.getloadavg()[0]],
         "gemm_microseconds_128x784x400": gemm_us,
     }
@@ -297,8 +291,8 @@ def floor_of(result: dict) -> dict[str, str]:
 def ratios(result: dict) -> dict[str, dict]:
     """Every loop over the minimal loop and over its GEMM floor, paired repeat by repeat."""
     seconds, floors = result["epoch_seconds"], floor_of(result)
-    return {"over_minimal": {k: paired_ratio(v, seconds["minimal"]) for k, v in seconds.items()},
-            "over_gemm_floor": {k: paired_ratio(v, seconds[floors[k]])
+    return {"over_minimal": {k: paired(v, seconds["minimal"]) for k, v in seconds.items()},
+            "over_gemm_floor": {k: paired(v, seconds[floors[k]])
                                 for k, v in seconds.items()}}
 
 
@@ -340,8 +334,9 @@ def render(result: dict, gemm: str, seed: int) -> str:
         "the end (2 cores, shared). Fashion-MNIST "
         f"({result['n_train']} training images, {result['steps_per_epoch']} steps of 128 per "
         f"epoch), 784-400-20 MLP VAE, Adam 1e-3, {result['epochs']} epochs per run, "
-        f"{result['repeats']} runs of each loop, interleaved (one run of every loop, then the "
-        "next). Targets: vaebench's whole epoch at most "
+        f"{result['repeats']} runs of each loop, interleaved (one run of every loop"
+        + (", in a fresh seeded order" if result.get("order") == "shuffled" else "")
+        + ", then the next). Targets: vaebench's whole epoch at most "
         f"{TARGETS['over_minimal']}x the minimal loop and at most {TARGETS['over_gemm_floor']}x "
         "the GEMM floor of its library (a stretch).",
         "",

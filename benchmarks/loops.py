@@ -33,8 +33,8 @@ VENDOR_TAGS = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}
 
 def paired_ratio(values: list[float], base: list[float], level: float = 0.95
                  ) -> dict[str, float]:
-    """``values[i] / base[i]`` for each repeat i (the two timed within a minute of each other,
-    so that a shared machine's drift in speed falls on both): their geometric mean, with its
+    """``values[i] / base[i]`` for each repeat i (the two timed in the same repeat, so that a
+    shared machine's slow drift in speed falls on both): their geometric mean, with its
     Student-t interval on the log scale."""
     from vaebench.report.aggregate import t_interval
 

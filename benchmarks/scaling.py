@@ -92,7 +92,8 @@ def queue(params: str = "presets/tiny.yaml", repeats: int = 2, reduce: bool = Tr
           targets: str = "evaluate evaluate_sweep",
           datasets: str = typer.Option("", help="with --no-reduce: keep only these grid "
                                        "datasets (comma-separated) and no linear cells; saved "
-                                       "as its own part, queue_slice")) -> None:
+                                       "as its own part, queue_slice; with --no-reduce and no "
+                                       "datasets, the whole study is saved as queue_whole")) -> None:
     """The study of ``params`` as one queued experiment per seed on 2 workers (1 torch thread
     each), against one `dvc repro` of all seeds (torch's default threads), each from a cold
     start in a fresh copy; both reproduce ``targets`` (the runs; the report is left out)."""
@@ -125,7 +126,8 @@ def queue(params: str = "presets/tiny.yaml", repeats: int = 2, reduce: bool = Tr
                                capture_output=True)
             print(mode, f"{times[mode][-1]:.1f} s", flush=True)
         med = {k: statistics.median(v) for k, v in times.items()}  # saved after every pair
-        _save("queue_slice" if kept and not reduce else "queue", {
+        part = "queue" if reduce else "queue_slice" if kept else "queue_whole"
+        _save(part, {
             "params": params, "reduced": reduce, "datasets": kept, "targets": stages,
             "seeds": seeds, "stages": _stage_count(text, stages),
             "repeats": len(times["dvc repro"]), "seconds": times, "median_seconds": med})
@@ -266,7 +268,8 @@ def _queue_section(r: dict) -> list[str]:
                    "(`benchmarks.scaling.study_slice`)" if r.get("datasets") else "")
                 + f": stages `{' '.join(r['targets'])}` and what they need, "
                 f"{r.get('stages', '?')} train and evaluate stages of the default study's 145")
-        title = "## The study on DVC's queue: full-length stages"
+        title = ("## The study on DVC's queue: full-length stages" if r.get("datasets") else
+                 "## The whole default study on DVC's queue")
     return [title, "", _where(r) + ".", "",
             what + ". From a cold start in a fresh copy each time: one `dvc repro` (torch's "
             "default threads), against one experiment per seed "
@@ -288,7 +291,7 @@ def write_report(results: dict) -> None:
              "Made by `python -m benchmarks.scaling queue|ray|tracking` "
              "(benchmarks/scaling.py); the numbers are in scaling.json. The machine is shared "
              "with other jobs: the load average is written beside each part.", ""]
-    for part in ("queue_slice", "queue"):
+    for part in ("queue_whole", "queue_slice", "queue"):
         if part in results:
             lines += _queue_section(results[part])
     if "ray" in results:

@@ -210,6 +210,25 @@ def test_verify_reruns_a_subset_bit_for_bit(study):
     assert "MISMATCH" not in out.stdout
 
 
+def test_verify_against_keeps_the_study_as_a_runs_csv_for_later(study):
+    """`--against` the study's own runs.csv: every metric identical; `--keep` writes the
+    study's runs as the report's runs.csv has them, and `--this` compares two such files."""
+    import pandas as pd
+
+    work, env, _ = study
+    kept, page = work / "kept" / "runs.csv", work / "kept" / "page.md"
+    kept.parent.mkdir()
+    out = run([sys.executable, "-m", "vaebench.cli", "verify", "--against", "reports/runs.csv",
+               "--keep", str(kept), "--out", str(page), "--this-label", "here"], work, env)
+    assert "bitwise identical" in out.stdout, out.stdout[-2000:]
+    pd.testing.assert_frame_equal(pd.read_csv(kept), pd.read_csv(work / "reports" / "runs.csv"))
+    text = page.read_text()
+    assert "- this study: here" in text and "agree within their errors" in text
+    out = run([sys.executable, "-m", "vaebench.cli", "verify", "--against", "reports/runs.csv",
+               "--this", str(kept)], work, env)
+    assert "bitwise identical" in out.stdout, out.stdout[-2000:]
+
+
 def test_metrics_diff_and_params_rerun_only_their_stages(study):
     work, env, _ = study
     run(["git", "add", "-A"], work, env)

@@ -10,7 +10,7 @@ from vaebench.cells import cells
 from vaebench.config import load_params
 from vaebench.report import read_runs
 from vaebench.report.aggregate import runs_frame
-from vaebench.verify import chosen_cells, compare
+from vaebench.verify import chosen_cells, compare, long_of, pooled_seed_variance
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_a_shift_beyond_the_errors_fails_and_within_passes(committed):
     run = next(r for r in runs if r.cell.run == run_of("vae", DATASET))
     m = run.metrics
     cell = long[(long["cell"] == m.cell) & (long["metric"] == "nll")]["value"]
-    scale = (2 * m.nll.se ** 2 + cell.std(ddof=1) ** 2) ** 0.5
+    scale = (2 * m.nll.se ** 2 + 2 * cell.std(ddof=1) ** 2) ** 0.5  # one rerun: no seed dof
     near = m.model_copy(update={"nll": m.nll.model_copy(update={"mean": m.nll.mean + scale})})
     far = m.model_copy(update={"nll": m.nll.model_copy(update={"mean": m.nll.mean + 10 * scale})})
     by = {r.metric: r for r in compare(long, {m.run: near})}
@@ -74,6 +74,9 @@ def test_against_compares_a_whole_finished_study_with_another_runs_csv(tmp_path)
     long.to_csv(other, index=False)
     rows = against(root, root / "params.yaml", other)
     failed = sorted((r.run, r.metric) for r in rows if not r.passed)
+    mine = tmp_path / "mine.csv"  # two runs.csv, neither study at hand: the same rows
+    runs_frame(read_runs(root / "runs", cells(params))).to_csv(mine, index=False)
+    assert against(root, root / "params.yaml", other, this=mine) == rows
     expected = sorted((run, "nll") for run in long.loc[at, "run"])
     assert len(expected) == 2 and failed == expected
     page = markdown(rows, {"this": "a", "other": "b", "other_file": str(other),
@@ -101,3 +104,40 @@ def test_bits_per_dim_carries_the_nll_error_scaled(committed):
                    & (long["run"] != m.run))]  # no spread over seeds to hide behind
     row = {r.metric: r for r in compare(alone, {m.run: shifted})}["bits_per_dim"]
     assert row.passed and abs(row.z) == pytest.approx(1 / math.sqrt(2), rel=1e-6)
+
+
+def test_the_spread_over_seeds_is_pooled_over_both_studies():
+    """s_seeds^2 = (SS_a + SS_b) / (df_a + df_b), each study about its own mean: for seeds
+    (1, 2, 3) and (2, 4, 6), (2 + 8) / 4 = 2.5; a lone run adds no degree of freedom."""
+    import pandas as pd
+
+    a = pd.DataFrame({"run": ["c/s0", "c/s1", "c/s2"], "cell": "c", "metric": "nll",
+                      "value": [1.0, 2.0, 3.0], "se": 0.0})
+    b = a.assign(value=[2.0, 4.0, 6.0])
+    assert pooled_seed_variance(a, b)[("c", "nll")] == pytest.approx(2.5, rel=1e-15)
+    assert pooled_seed_variance(a, b.iloc[:1])[("c", "nll")] == pytest.approx(1.0, rel=1e-15)
+    assert pooled_seed_variance(a.iloc[:1])[("c", "nll")] == 0.0
+
+
+def test_the_rule_is_symmetric_and_counts_two_seeds_spread(committed):
+    """A against B gives -z of B against A (the spread is pooled, not the other study's
+    alone), and a difference of one seed's worth, sqrt(2) s_seeds, is z = 1 when the
+    within-run errors vanish: at worst a change of hardware is a change of seed."""
+    import numpy as np
+
+    _, _, long = committed
+    rng = np.random.default_rng(0)
+    other = long.assign(value=long["value"] + rng.normal(0, 1e-3, len(long))
+                        * long["value"].abs().clip(lower=1))
+    ab = {(r.run, r.metric): r.z for r in compare(long, other)}
+    ba = {(r.run, r.metric): r.z for r in compare(other, long)}
+    assert ab.keys() == ba.keys() and any(z != 0 for z in ab.values())
+    assert all(ab[k] == pytest.approx(-ba[k], rel=1e-12, abs=1e-12) for k in ab)
+    nll = long[long["metric"] == "nll"].assign(se=0.0)
+    cell = nll["cell"].iloc[0]
+    runs = nll[nll["cell"] == cell]
+    s = float(runs["value"].std(ddof=1))
+    moved = runs.assign(value=runs["value"] + (2 ** 0.5) * s)  # every seed moved alike
+    rows = compare(runs, moved)
+    assert all(r.z == pytest.approx(1.0, rel=1e-9) for r in rows)
+    assert len(long_of({})) == 0

@@ -67,8 +67,14 @@ def verify(cells: str = typer.Option(",".join(("vae-digits", "linear-linear-gaus
            against: str = typer.Option("", help="instead of rerunning: another machine's "
                                        "runs.csv, compared with this machine's finished study "
                                        "(runs/), every run"),
+           this: str = typer.Option("", help="with --against: this study's runs.csv instead "
+                                    "of runs/ (two finished studies, neither rerun)"),
            against_label: str = typer.Option("", help="with --against: what made that file "
                                              "(machine, commit), for --out"),
+           this_label: str = typer.Option("", help="with --against: what made this study "
+                                          "(default: the date, CPU, GEMM library and commit)"),
+           keep: str = typer.Option("", help="with --against: also write this study's runs "
+                                    "as a runs.csv here, for a later comparison"),
            out: str = typer.Option("", help="with --against: also write the comparison as "
                                    "markdown here")) -> None:
     import time
@@ -82,11 +88,19 @@ def verify(cells: str = typer.Option(",".join(("vae-digits", "linear-linear-gaus
     names = [c.strip() for c in cells.split(",") if c.strip()]
     chosen_seeds = [int(s) for s in seeds.split(",") if s.strip()] or None
     if against:
-        rows = guarded(lambda: v.against(ROOT, ROOT / params_file, Path(against), alpha))
+        rows = guarded(lambda: v.against(ROOT, ROOT / params_file, Path(against), alpha,
+                                         Path(this) if this else None))
     else:
         rows = guarded(lambda: v.verify(ROOT, ROOT / params_file, ROOT / reports, names,
                                         chosen_seeds, alpha))
     typer.echo(v.table(rows))
+    if against and keep:
+        from vaebench.io import atomic_write_text
+        from vaebench.report import read_runs
+        from vaebench.report.aggregate import runs_frame
+
+        study = runs_frame(read_runs(ROOT / "runs", v.cells(load_params(ROOT / params_file))))
+        atomic_write_text(Path(keep), study.to_csv(index=False))
     if against and out:
         import datetime as dt
 
@@ -94,13 +108,16 @@ def verify(cells: str = typer.Option(",".join(("vae-digits", "linear-linear-gaus
         from vaebench.machine import cpu_model, git_commit
         from vaebench.nets.linear import resolve_gemm
 
-        this = (f"{dt.date.today().isoformat()}, {cpu_model()}, GEMM library "
+        mine = (this_label or this or
+                f"{dt.date.today().isoformat()}, {cpu_model()}, GEMM library "
                 f"`{resolve_gemm(load_params(ROOT / params_file).study.gemm)}`, runs/ of commit "
                 f"{git_commit(ROOT)}")
+        extra = " ".join([*([f"--this {this}"] if this else []),
+                          *([f"--this-label '{this_label}'"] if this_label else []),
+                          *([f"--against-label '{against_label}'"] if against_label else [])])
         atomic_write_text(Path(out), v.markdown(rows, {
-            "this": this, "other": against_label or against, "other_file": against,
-            "command_extra": f"--against-label '{against_label}'" if against_label else ""},
-            alpha))
+            "this": mine, "this_file": this, "other": against_label or against,
+            "other_file": against, "command_extra": extra}, alpha))
     bad = [r for r in rows if not r.passed]
     identical = all(r.rerun == r.committed for r in rows)
     summary = (f"{len(rows)} metrics of {len({r.run for r in rows})} run(s): "

@@ -5,12 +5,17 @@ On the machine that made the study a rerun is bitwise identical. On another mach
 libraries round differently (MKL's AVX2 path on AMD, AVX-512 on Intel, oneDNN), the training
 trajectory drifts, and the claim is agreement within errors: for each metric of ``runs.csv``,
 
-    z = (rerun - committed) / sqrt(se_committed^2 + se_rerun^2 + s_seeds^2)
+    z = (this - other) / sqrt(se_this^2 + se_other^2 + 2 s_seeds^2)
 
-with the within-run standard errors and the spread of that cell over its committed seeds (a
-rerun on other hardware is, at worst, like another seed). Every |z| must stay below the
-two-sided Bonferroni critical value over all compared metrics at ``alpha``; integer counts
-(active units) may move by one unit or 3 s_seeds. Timings are not compared.
+with the within-run standard errors and s_seeds^2, the variance of that cell over its seeds,
+pooled over both studies (each seed about its own study's mean; a rerun of one seed adds no
+degree of freedom). A rerun on other hardware is, at worst, like another seed: the two runs
+are then two independent draws from the cell's spread over seeds, whose difference has the
+variance 2 s_seeds^2. Pooling makes the rule symmetric: A against B gives the |z| of B against
+A. Every |z| must stay below the two-sided Bonferroni critical value over all compared metrics
+at ``alpha``; integer counts (active units) may move by one unit or 3 s_seeds. Timings are not
+compared. A caveat the bound does not cover: s_seeds rests on few seeds (4 degrees of freedom
+for two studies of 3), so where it dominates the error, z has heavier tails than the normal.
 """
 
 from __future__ import annotations
@@ -54,34 +59,55 @@ def z_bound(alpha: float, n: int) -> float:
     return float(norm.isf(alpha / (2 * max(1, n))))
 
 
-def compare(committed: pd.DataFrame, rerun: dict[str, RunMetrics], alpha: float = 0.01
-            ) -> list[Row]:
-    """Every metric of every rerun against the committed long table (``runs.csv``)."""
+def long_of(runs: dict[str, RunMetrics]) -> pd.DataFrame:
+    """``runs`` as the long table's columns ``compare`` reads: run, cell, metric, value, se."""
+    rows = [{"run": run, "cell": m.cell, "metric": name, "value": float(got[0]),
+             "se": math.nan if got[1] is None else float(got[1])}
+            for run, m in runs.items() for name, get in METRICS.items()
+            if (got := get(m)) is not None]
+    return pd.DataFrame(rows, columns=["run", "cell", "metric", "value", "se"])
+
+
+def pooled_seed_variance(*studies: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """s_seeds^2 per (cell, metric): squared deviations of each study's seeds about that
+    study's own mean, summed over ``studies`` and divided by their summed degrees of freedom
+    (n - 1 each); 0 where no study has two seeds of the cell."""
+    ss: dict[tuple[str, str], float] = {}
+    dof: dict[tuple[str, str], int] = {}
+    for study in studies:
+        for key, values in study.groupby(["cell", "metric"], sort=False)["value"]:
+            x = values.to_numpy(dtype=float)
+            ss[key] = ss.get(key, 0.0) + float(np.sum((x - x.mean()) ** 2))
+            dof[key] = dof.get(key, 0) + len(x) - 1
+    return {k: ss[k] / dof[k] if dof[k] > 0 else 0.0 for k in ss}
+
+
+def compare(other: pd.DataFrame, this: dict[str, RunMetrics] | pd.DataFrame,
+            alpha: float = 0.01) -> list[Row]:
+    """Every metric of every run of ``this`` (runs, or their long table) against ``other``'s
+    long table (``runs.csv``). ``Row.committed`` is the other's value, ``Row.rerun`` this."""
+    mine = long_of(this) if isinstance(this, dict) else this
+    mine = mine[~mine["metric"].isin(TIMING_FIELDS)]
+    var_seeds = pooled_seed_variance(other, mine)
+    theirs = other.set_index(["run", "metric"])
     pairs = []
-    for run, metrics in rerun.items():
-        mine = committed[committed["run"] == run]
-        cell = committed[committed["cell"] == metrics.cell]
-        for name, get in METRICS.items():
-            got = get(metrics)
-            if got is None or name in TIMING_FIELDS:
-                continue
-            row = mine[mine["metric"] == name]
-            if row.empty:
-                raise ValueError(f"runs.csv has no {name!r} for run {run!r}; rerun the report")
-            seeds = cell[cell["metric"] == name]["value"].to_numpy(dtype=float)
-            s_seeds = float(np.std(seeds, ddof=1)) if len(seeds) > 1 else 0.0
-            pairs.append((run, name, float(row["value"].iloc[0]), float(got[0]),
-                          float(row["se"].iloc[0]) if row["se"].notna().iloc[0] else 0.0,
-                          float(got[1] or 0.0), s_seeds))
+    for r in mine.itertuples(index=False):
+        if (r.run, r.metric) not in theirs.index:
+            raise ValueError(f"runs.csv has no {r.metric!r} for run {r.run!r}; rerun the report")
+        row = theirs.loc[(r.run, r.metric)]
+        se_old = 0.0 if pd.isna(row["se"]) else float(row["se"])
+        se_new = 0.0 if pd.isna(r.se) else float(r.se)
+        pairs.append((r.run, r.metric, float(row["value"]), float(r.value), se_old, se_new,
+                      var_seeds.get((r.cell, r.metric), 0.0)))
     z_star = z_bound(alpha, len(pairs))
     out = []
-    for run, name, old, new, se_old, se_new, s_seeds in pairs:
+    for run, name, old, new, se_old, se_new, var in pairs:
         diff = new - old
         if name in INTEGER_METRICS:
-            scale = max(1.0, 3.0 * s_seeds)
+            scale = max(1.0, 3.0 * math.sqrt(var))
             out.append(Row(run, name, old, new, scale, diff / scale, abs(diff) <= scale))
             continue
-        scale = math.sqrt(se_old ** 2 + se_new ** 2 + s_seeds ** 2)
+        scale = math.sqrt(se_old ** 2 + se_new ** 2 + 2.0 * var)
         z = 0.0 if diff == 0 else (diff / scale if scale > 0 else math.copysign(math.inf, diff))
         out.append(Row(run, name, old, new, scale, z, abs(z) <= z_star))
     return out
@@ -140,13 +166,18 @@ def verify(root: Path, params_file: Path, reports: Path, names: Sequence[str],
         return compare(committed, rerun(root, params_file, chosen, Path(tmp)), alpha)
 
 
-def against(root: Path, params_file: Path, other: Path, alpha: float = 0.01) -> list[Row]:
-    """This machine's finished study (``runs/``, as ``dvc repro`` left it) against another
-    machine's ``runs.csv`` of the same parameters: no rerun, every run and every metric."""
+def against(root: Path, params_file: Path, other: Path, alpha: float = 0.01,
+            this: Path | None = None) -> list[Row]:
+    """This machine's finished study (``runs/``, as ``dvc repro`` left it; or ``this``, a
+    ``runs.csv`` of it) against another machine's ``runs.csv`` of the same parameters: no
+    rerun, every run and every metric."""
     from vaebench.report import read_runs
 
-    if not other.is_file():
-        raise FileNotFoundError(f"{other}: no such runs.csv")
+    for path in (other, this):
+        if path is not None and not path.is_file():
+            raise FileNotFoundError(f"{path}: no such runs.csv")
+    if this is not None:
+        return compare(pd.read_csv(other), pd.read_csv(this), alpha)
     params = load_params(params_file)
     mine = {r.cell.run: r.metrics for r in read_runs(root / "runs", cells(params))}
     return compare(pd.read_csv(other), mine, alpha)

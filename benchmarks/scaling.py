@@ -32,6 +32,7 @@ from benchmarks.services import (
 )
 from vaebench.io import atomic_write_json, atomic_write_text, read_json
 from vaebench.machine import cpu_model
+from vaebench.queue import stop_workers
 
 OUT = ROOT / "reports" / "benchmarks"
 STORES = ("SQLite file", "PostgreSQL", "server on SQLite", "server on PostgreSQL")
@@ -122,8 +123,7 @@ def queue(params: str = "presets/tiny.yaml", repeats: int = 2, reduce: bool = Tr
                           *stages], work, env)
                 _run([sys.executable, "-m", "vaebench.cli", "queue", "-j", "2"], work, env)
                 times[mode].append(time.perf_counter() - t0)
-                subprocess.run(["dvc", "queue", "stop"], cwd=work, env=env,
-                               capture_output=True)
+                stop_workers(work)  # vaebench queue has ended them; a failed run may not have
             print(mode, f"{times[mode][-1]:.1f} s", flush=True)
         med = {k: statistics.median(v) for k, v in times.items()}  # saved after every pair
         part = "queue" if reduce else "queue_slice" if kept else "queue_whole"

@@ -5,13 +5,22 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
 from scratch import micro_params, run, scratch_project
 
 from pipelines import common
-from vaebench.queue import QueueError, threads_per_worker, worker_env
+from vaebench.queue import (
+    WORKER_DIR,
+    QueueError,
+    stop_workers,
+    threads_per_worker,
+    worker_env,
+    worker_pids,
+)
 
 RUN = "runs/vae-digits/seed0/train"
 # Two variations of one run; only its train stage runs (-s), forced past DVC's run cache (-f),
@@ -80,8 +89,11 @@ def test_two_queued_experiments_on_two_workers_equal_the_same_run_in_turn(tmp_pa
              "train@vae-digits-0"], work, env)
     try:
         out = run(["python", "-m", "vaebench.cli", "queue", "-j", "2"], work, env)
+        left = worker_pids(work)  # vaebench queue ends its workers once the queue is empty
     finally:
         run(["dvc", "queue", "stop", "--kill"], work, env, check=False)
+        stop_workers(work)
+    assert left == []
     assert "started 2 queue worker(s), 1 torch thread(s) each" in out.stdout
     assert all(f"{name}: Success" in out.stdout for name in EXPERIMENTS), out.stdout
     logs = work / ".dvc" / "tmp" / "exps" / "celery"
@@ -110,3 +122,36 @@ def test_starting_the_queue_with_nothing_queued_is_a_one_line_error(tmp_path):
     assert out.stderr.strip().splitlines() == [
         "error: nothing is queued; queue experiments with `dvc exp run --queue -S KEY=VALUE` "
         "first"]
+
+
+def _fake_worker(pidfile, *, ignore_term: bool = False, argv1: str = "queue-worker"):
+    """A process standing in for ``dvc exp queue-worker`` (its argv names it), its pid in
+    DVC's pidfile; with ``ignore_term`` it ignores SIGTERM, as a worker stuck in a task."""
+    code = ("import signal, sys, time\n"
+            + ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if ignore_term else "")
+            + "sys.stdout.write('up\\n'); sys.stdout.flush(); time.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", code, argv1], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline() == "up\n"  # its signal handler is in place
+    pidfile.write_text(str(proc.pid))
+    return proc
+
+
+def test_stop_workers_ends_the_project_s_workers_and_nothing_else(tmp_path):
+    folder = tmp_path / WORKER_DIR
+    folder.mkdir(parents=True)
+    polite = _fake_worker(folder / "dvc-exp-worker-1.pid")
+    stuck = _fake_worker(folder / "dvc-exp-worker-2.pid", ignore_term=True)
+    other = _fake_worker(folder / "dvc-exp-worker-3.pid", argv1="something-else")
+    (folder / "dvc-exp-worker-4.pid").write_text("")  # half-written
+    try:
+        assert worker_pids(tmp_path) == [polite.pid, stuck.pid]
+        killed = stop_workers(tmp_path, grace_s=1.0)
+        assert killed == [stuck.pid]  # SIGTERM ended the first; the second needed SIGKILL
+        assert polite.wait(5) == -15 and stuck.wait(5) == -9
+        assert other.poll() is None  # not a queue worker: left alone
+        assert worker_pids(tmp_path) == []
+    finally:
+        for proc in (polite, stuck, other):
+            proc.kill()
+            proc.wait()

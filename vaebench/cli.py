@@ -148,6 +148,7 @@ def queue(jobs: int = typer.Option(2, "-j", "--jobs", help="queue workers to sta
             return
         t0 = time.perf_counter()
         done = [e for e in q.wait(root) if e.rev in before]
+        q.stop_workers(root)  # the queue is empty: no worker outlives the command
     except q.QueueError as err:
         fail(str(err))
         return

@@ -14,6 +14,11 @@ it), which ``pipelines.common.setup_torch`` applies, so N workers never put more
 the cores than there are: two torch processes with two spinning OpenMP threads each on two
 cores can run many times slower than one.
 
+When the queue is empty, ``vaebench queue`` ends the workers it started (``stop_workers``):
+DVC's own idle shutdown and ``dvc queue stop`` are broadcasts through the queue's file broker,
+which the first worker cleans on its way out, and a worker that missed the message was seen to
+idle on, long after its project was gone.
+
 Results are DVC experiments: ``dvc exp show`` lists them, ``dvc exp apply NAME`` brings one
 into the workspace. MLflow runs of queued experiments go to ``MLFLOW_TRACKING_URI`` when it is
 set (a shared server: SQLite locks under parallel writers), else to each experiment's own
@@ -23,8 +28,10 @@ variable is unset, so that the runs are not lost with the copies.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -126,3 +133,38 @@ def wait(root: Path, poll_s: float = 2.0, timeout_s: float | None = None) -> lis
             raise QueueError(f"the queue did not finish within {timeout_s:.0f} s: "
                              + ", ".join(f"{e.name} {e.status}" for e in now))
         time.sleep(poll_s)
+
+
+WORKER_DIR = Path(".dvc") / "tmp" / "exps" / "celery"  # DVC's ManagedProcess files of the workers
+
+
+def worker_pids(root: Path) -> list[int]:
+    """The live queue workers of the project at ``root``, from DVC's pidfiles
+    (``dvc-exp-worker-N.pid``), each checked to be a ``dvc exp queue-worker`` process."""
+    pids = []
+    for pidfile in sorted((root / WORKER_DIR).glob("dvc-exp-worker-*.pid")):
+        try:
+            pid = int(pidfile.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):  # gone, or a half-written pidfile
+            continue
+        if b"queue-worker" in cmdline:
+            pids.append(pid)
+    return pids
+
+
+def stop_workers(root: Path, grace_s: float = 30.0, poll_s: float = 0.2) -> list[int]:
+    """End this project's queue workers: SIGTERM (celery's warm shutdown: a running experiment
+    finishes first), then SIGKILL for any still alive after ``grace_s``. Returns the pids that
+    had to be killed."""
+    for pid in worker_pids(root):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while worker_pids(root) and time.monotonic() < deadline:
+        time.sleep(poll_s)
+    killed = worker_pids(root)
+    for pid in killed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return killed

@@ -14,7 +14,11 @@ noise, autograd; not the same eps); ``eager`` (the counter-based reference), ``c
 and, on CUDA, ``triton``. Within a case the backends run interleaved, round by round in
 rotating order, so that drift in a shared machine's speed falls on all of them alike; each
 gets one warm-up call (torch.compile compiles there), then enough rounds to fill about
-``ROUND_BUDGET_S`` seconds (at least ``MIN_ROUNDS``); the table gives medians.
+``ROUND_BUDGET_S`` seconds (at least ``MIN_ROUNDS``, more for the backends a target
+compares); the table gives medians. A target is judged from the speed-up paired round by
+round (the two backends timed in the same rotation): its geometric mean with a 95% Student-t
+interval on the log scale, met when the whole interval clears the target, missed when it lies
+wholly below, undecided otherwise (``benchmarks.loops``, as the training benchmarks).
 ``VAEBENCH_BENCH_THREADS=k`` sets torch's CPU threads (on a shared machine one thread gives
 stable numbers; the table records the count). On the CPU every backend is skipped above
 2**27 sample elements (the n_samples=50 cases of the two largest sizes: minutes per case and
@@ -36,6 +40,7 @@ import pytest
 import torch
 
 import kernels
+from benchmarks.loops import interval_verdict, paired_ratio
 from vaebench.io import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +60,9 @@ BACKENDS = ["torch", "eager", "compile"] + (["triton"] if CUDA else [])
 CPU_MAX_ELEMENTS = {"eager": 1 << 27, "compile": 1 << 27, "torch": 1 << 27}
 ROUND_BUDGET_S = 0.5 if CUDA else 1.5
 MIN_ROUNDS, MAX_ROUNDS = (5, 200) if CUDA else (3, 50)
+# the backends a target compares get enough rounds for a paired interval
+COMPARED = {"triton", "eager", "compile"} if CUDA else {"torch", "compile"}
+COMPARED_MIN_ROUNDS = 8
 COPY_BYTES = (1 << 30) if CUDA else (1 << 28)
 
 # Targets (reported, never asserted). CPU: compile at least as fast as plain PyTorch in every
@@ -121,19 +129,21 @@ def _make_step(backend: str, n: int, d: int, n_samples: int, mode: str):
     return step
 
 
-def _rounds(step) -> int:
-    """Warm up (compiles), time one call, and size the rounds to the time budget."""
+def _rounds(step, least: int = MIN_ROUNDS) -> int:
+    """Warm up (compiles), time one call, and size the rounds to the time budget (at least
+    ``least``)."""
     step()
     t0 = time.perf_counter()
     step()
     once = time.perf_counter() - t0
-    return int(min(MAX_ROUNDS, max(MIN_ROUNDS, ROUND_BUDGET_S / max(once, 1e-9))))
+    return int(min(MAX_ROUNDS, max(least, ROUND_BUDGET_S / max(once, 1e-9))))
 
 
 def interleaved(steps: dict[str, object]) -> dict[str, list[float]]:
     """Seconds per call of each step, the steps run round by round in rotating order; each
     step runs its own number of rounds (``_rounds``) and drops out when it has them."""
-    rounds = {name: _rounds(step) for name, step in steps.items()}
+    rounds = {name: _rounds(step, COMPARED_MIN_ROUNDS if name in COMPARED else MIN_ROUNDS)
+              for name, step in steps.items()}
     times: dict[str, list[float]] = {name: [] for name in steps}
     names = list(steps)
     for r in range(max(rounds.values())):
@@ -182,6 +192,18 @@ def _lookup(results, backend, n, d, s, mode):
     return None
 
 
+def speedup(row: dict, base: dict) -> dict[str, float]:
+    """``row``'s speed-up over ``base`` (base's time over row's), paired round by round over the
+    rounds both ran: geometric mean and 95% interval (``benchmarks.loops.paired_ratio``)."""
+    n = min(len(row["times_s"]), len(base["times_s"]))
+    return paired_ratio(base["times_s"][:n], row["times_s"][:n])
+
+
+def _all(verdicts: list[str]) -> str:
+    """Several conditions together: missed if one is missed, met if all are met."""
+    return "missed" if "missed" in verdicts else "met" if set(verdicts) == {"met"} else "undecided"
+
+
 def evaluate_targets(results: list[dict], copy_gbs: float, cuda: bool) -> list[dict]:
     """Add speedups, copy fractions and target verdicts to each result row (pure)."""
     rows = []
@@ -193,6 +215,8 @@ def evaluate_targets(results: list[dict], copy_gbs: float, cuda: bool) -> list[d
         row["copy_fraction"] = row["GB/s"] / copy_gbs if copy_gbs else float("nan")
         for b in base:
             row[f"vs_{b}"] = base[b]["median_s"] / r["median_s"] if base[b] else float("nan")
+        row["torch_paired"] = (speedup(r, base["torch"]) if base["torch"] and r["backend"] != "torch"
+                               else None)
         row["target"], row["met"] = "", ""
         big = r["N"] * r["D"]
         if not cuda and r["backend"] == "compile" and big >= CPU_TARGET["min_elements"]:
@@ -200,18 +224,17 @@ def evaluate_targets(results: list[dict], copy_gbs: float, cuda: bool) -> list[d
                     else CPU_TARGET["over_torch"])
             row["target"] = f"compile >= {need:g}x torch"
             row["met"] = ("n/a (torch skipped)" if not base["torch"] else
-                          "yes" if row["vs_torch"] >= need else "no")
+                          interval_verdict(row["torch_paired"], need, at_least=True))
         if cuda and r["backend"] == "triton" and r["mode"] == "fwd+bwd" \
                 and big >= CUDA_TARGET["min_elements"]:
             t = CUDA_TARGET
             row["target"] = (f">= {t['copy_fraction']:.0%} copy, >= {t['over_eager']:g}x eager, "
                              f">= {t['over_compile']:g}x compile")
-            checks = [row["copy_fraction"] >= t["copy_fraction"]]
-            if base["eager"]:
-                checks.append(row["vs_eager"] >= t["over_eager"])
-            if base["compile"]:
-                checks.append(row["vs_compile"] >= t["over_compile"])
-            row["met"] = "yes" if all(checks) else "no"
+            checks = ["met" if row["copy_fraction"] >= t["copy_fraction"] else "missed"]
+            for b, need in (("eager", t["over_eager"]), ("compile", t["over_compile"])):
+                if base[b]:
+                    checks.append(interval_verdict(speedup(r, base[b]), need, at_least=True))
+            row["met"] = _all(checks)
         rows.append(row)
     return rows
 
@@ -220,30 +243,40 @@ def _fmt(x: float, spec: str) -> str:
     return "-" if x != x else format(x, spec)  # NaN -> "-"
 
 
+def _interval(iv: dict | None) -> str:
+    if not iv:
+        return ""
+    return f"{iv['ratio']:.2f} [{_fmt(iv['low'], '.2f')}, {_fmt(iv['high'], '.2f')}]"
+
+
 def render_markdown(rows: list[dict], meta: dict, skipped: list[str]) -> str:
     lines = [f"# Latent-layer kernels: `reparameterize_kl` micro-benchmark ({meta['kind']})", ""]
     lines += [f"- {k}: {v}" for k, v in meta.items() if k != "kind"]
     lines += ["", "Times are medians over the rounds; within a case the backends ran "
               "interleaved. GB/s = minimal bytes / median time; 'copy' is that over the measured "
               "copy bandwidth; 'x torch', 'x eager' and 'x compile' are the other backend's "
-              "median time over this row's (above 1: this row is faster). `torch` is the "
+              "median time over this row's (above 1: this row is faster); 'x torch, paired' is "
+              "the speed-up over torch round by round, geometric mean [95% t-interval], from "
+              "which a target is met (the whole interval clears it), missed (the whole "
+              "interval lies below) or undecided. `torch` is the "
               "baseline: plain PyTorch as a user would write it (torch.randn noise, autograd), "
               "which does not draw the same eps. Forward alone runs under torch.no_grad.", ""]
     head = ["backend", "N", "D", "S", "mode", "median ms", "min ms", "rounds", "GB/s", "copy",
-            "x torch", "x eager", "x compile", "target", "met"]
+            "x torch", "x eager", "x compile", "x torch, paired", "target", "met"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["backend"], str(r["N"]), str(r["D"]), str(r["S"]), r["mode"],
                  _fmt(1e3 * r["median_s"], ".3f"), _fmt(1e3 * r["min_s"], ".3f"),
                  str(r["rounds"]), _fmt(r["GB/s"], ".2f"), _fmt(r["copy_fraction"], ".1%"),
                  _fmt(r["vs_torch"], ".2f"), _fmt(r["vs_eager"], ".2f"),
-                 _fmt(r["vs_compile"], ".2f"), r["target"],
+                 _fmt(r["vs_compile"], ".2f"), _interval(r.get("torch_paired")), r["target"],
                  r["met"]]
         lines.append("| " + " | ".join(cells) + " |")
     verdicts = [r["met"] for r in rows if r["target"]]
-    lines += ["", f"Targets met: {verdicts.count('yes')} of {len(verdicts)} "
-              f"({verdicts.count('no')} missed, "
-              f"{len(verdicts) - verdicts.count('yes') - verdicts.count('no')} not measurable)."]
+    counted = ("met", "missed", "undecided")
+    lines += ["", f"Targets met: {verdicts.count('met')} of {len(verdicts)} "
+              f"({verdicts.count('missed')} missed, {verdicts.count('undecided')} undecided, "
+              f"{sum(v not in counted for v in verdicts)} not measurable)."]
     if skipped:
         lines += ["", "Skipped cases:", ""] + [f"- {s}" for s in skipped]
     return "\n".join(lines) + "\n"
@@ -252,12 +285,16 @@ def render_markdown(rows: list[dict], meta: dict, skipped: list[str]) -> str:
 def render_csv(rows: list[dict], meta: dict) -> str:
     out = io.StringIO()
     fields = ["backend", "N", "D", "S", "mode", "median_s", "min_s", "rounds", "bytes", "GB/s",
-              "copy_fraction", "vs_torch", "vs_eager", "vs_compile", "target", "met"]
+              "copy_fraction", "vs_torch", "vs_eager", "vs_compile", "vs_torch_paired",
+              "vs_torch_paired_low", "vs_torch_paired_high", "target", "met"]
     for k, v in meta.items():
         out.write(f"# {k}: {v}\n")
     writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({**r, **({} if not r.get("torch_paired") else {
+        "vs_torch_paired": r["torch_paired"]["ratio"], "vs_torch_paired_low":
+        r["torch_paired"]["low"], "vs_torch_paired_high": r["torch_paired"]["high"]})}
+        for r in rows)
     return out.getvalue()
 
 
@@ -290,7 +327,8 @@ def report():
     for r in rows:
         if r["target"]:
             print(f"{r['backend']} {r['N']}x{r['D']} S={r['S']} {r['mode']}: "
-                  f"x torch {r['vs_torch']:.2f}, copy {r['copy_fraction']:.1%} -> {r['met']}")
+                  f"x torch {_interval(r['torch_paired'])}, copy {r['copy_fraction']:.1%} "
+                  f"-> {r['met']}")
 
 
 # --------------------------------------------------------------------------------------
@@ -329,4 +367,5 @@ def test_reparameterize_kl(benchmark, n, d, n_samples, mode):
     for backend, ts in times.items():
         RESULTS.append({"backend": backend, "N": n, "D": d, "S": n_samples, "mode": mode,
                         "median_s": statistics.median(ts), "min_s": min(ts),
-                        "rounds": len(ts), "bytes": minimal_bytes(n, d, n_samples, mode)})
+                        "rounds": len(ts), "times_s": ts,
+                        "bytes": minimal_bytes(n, d, n_samples, mode)})

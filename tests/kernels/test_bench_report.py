@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import math
+import statistics
 from pathlib import Path
 
 import pytest
@@ -26,9 +28,11 @@ def test_minimal_bytes_formula(bench):
     assert bench.minimal_bytes(4, 8, 3, "fwd+bwd") == 656 + 912
 
 
-def _row(backend, n, d, s, mode, median):
+def _row(backend, n, d, s, mode, median, factors=(1.0,) * 8):
+    """A result row whose rounds took ``median * f`` for each f of ``factors``."""
     return {"backend": backend, "N": n, "D": d, "S": s, "mode": mode, "median_s": median,
-            "min_s": median, "rounds": 3, "bytes": 10**9}
+            "min_s": median, "rounds": len(factors), "times_s": [median * f for f in factors],
+            "bytes": 10**9}
 
 
 def test_targets_cpu_and_cuda(bench):
@@ -42,14 +46,15 @@ def test_targets_cpu_and_cuda(bench):
     rows = {(r["backend"], r["N"], r["D"], r["S"], r["mode"]): r
             for r in bench.evaluate_targets(results, 2.0, False)}
     ok = rows[("compile", 4096, 64, 1, "fwd+bwd")]
-    assert ok["met"] == "yes" and ok["target"] == "compile >= 1x torch"
+    assert ok["met"] == "met" and ok["target"] == "compile >= 1x torch"
     assert ok["vs_torch"] == pytest.approx(2.5) and ok["vs_eager"] == pytest.approx(5.0)
-    assert rows[("compile", 4096, 64, 5, "fwd")]["met"] == "no"     # slower than torch
+    assert ok["torch_paired"]["ratio"] == pytest.approx(2.5)
+    assert rows[("compile", 4096, 64, 5, "fwd")]["met"] == "missed"  # slower than torch
     assert rows[("compile", 256, 32, 1, "fwd+bwd")]["target"] == ""  # below the size threshold
     big = rows[("compile", 65536, 128, 1, "fwd")]                    # 1.67x < 2x
-    assert big["target"] == "compile >= 2x torch" and big["met"] == "no"
+    assert big["target"] == "compile >= 2x torch" and big["met"] == "missed"
     wide = rows[("compile", 65536, 256, 1, "fwd")]                   # the 2x is for 65536x128
-    assert wide["target"] == "compile >= 1x torch" and wide["met"] == "yes"
+    assert wide["target"] == "compile >= 1x torch" and wide["met"] == "met"
     assert rows[("compile", 65536, 256, 5, "fwd+bwd")]["met"] == "n/a (torch skipped)"
     assert rows[("torch", 4096, 64, 1, "fwd+bwd")]["target"] == ""
     assert rows[("eager", 4096, 64, 1, "fwd+bwd")]["GB/s"] == pytest.approx(0.5)
@@ -58,10 +63,28 @@ def test_targets_cpu_and_cuda(bench):
     # CUDA: 1 GB/s of 1.2 GB/s copy (83%), 3.5x eager, but only 1.2x compile -> missed
     gpu = [_row("triton", 65536, 128, 1, "fwd+bwd", 1.0), _row("eager", 65536, 128, 1, "fwd+bwd", 3.5),
            _row("compile", 65536, 128, 1, "fwd+bwd", 1.2)]
-    assert bench.evaluate_targets(gpu, 1.2, True)[0]["met"] == "no"
-    gpu[2]["median_s"] = 1.4
-    assert bench.evaluate_targets(gpu, 1.2, True)[0]["met"] == "yes"
-    assert bench.evaluate_targets(gpu, 1.3, True)[0]["met"] == "no"   # 77% of copy
+    assert bench.evaluate_targets(gpu, 1.2, True)[0]["met"] == "missed"
+    gpu[2] = _row("compile", 65536, 128, 1, "fwd+bwd", 1.4)
+    assert bench.evaluate_targets(gpu, 1.2, True)[0]["met"] == "met"
+    assert bench.evaluate_targets(gpu, 1.3, True)[0]["met"] == "missed"   # 77% of copy
+
+
+def test_a_target_is_judged_from_the_paired_interval_not_the_medians(bench):
+    """Rounds are paired by index over those both backends ran; a speed-up whose interval
+    straddles the target is undecided, even when its median ratio clears it."""
+    torch_row = _row("torch", 4096, 64, 1, "fwd", 1.0, (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 9.0))
+    noisy = _row("compile", 4096, 64, 1, "fwd", 0.95, (0.8, 1.2, 0.9, 1.15, 0.85, 1.1))
+    rows = {r["backend"]: r for r in bench.evaluate_targets([torch_row, noisy], 2.0, False)}
+    got = rows["compile"]
+    assert got["vs_torch"] == pytest.approx(1 / 0.95)  # medians: compile looks faster
+    assert got["torch_paired"]["n"] == 6  # torch's seventh round has no partner
+    ratios = [1.0 / (0.95 * f) for f in (0.8, 1.2, 0.9, 1.15, 0.85, 1.1)]
+    assert got["torch_paired"]["ratio"] == pytest.approx(math.exp(statistics.fmean(
+        math.log(x) for x in ratios)))
+    assert got["torch_paired"]["low"] < 1.0 < got["torch_paired"]["high"]
+    assert got["met"] == "undecided"
+    md = bench.render_markdown(list(rows.values()), {"kind": "cpu"}, [])
+    assert "1 undecided" in md and "Targets met: 0 of 1" in md
 
 
 def test_report_files_are_written_atomically(bench, tmp_path):
@@ -80,7 +103,7 @@ def test_report_files_are_written_atomically(bench, tmp_path):
 
 
 def test_interleaved_rounds_rotate_and_stop(bench, monkeypatch):
-    monkeypatch.setattr(bench, "_rounds", lambda step: {"a": 2, "b": 4}[step.__name__])
+    monkeypatch.setattr(bench, "_rounds", lambda step, least: {"a": 2, "b": 4}[step.__name__])
     calls = []
 
     def a():

@@ -186,7 +186,7 @@ def against(root: Path, params_file: Path, other: Path, alpha: float = 0.01,
 def markdown(rows: Sequence[Row], header: dict[str, str], alpha: float = 0.01,
              worst: int = 15) -> str:
     """The comparison as a page: ``header`` (what was compared with what), the verdict, and
-    the ``worst`` metrics by |z| (``templates/verify.md.j2``)."""
+    the ``worst`` metrics by |z| (``vaebench/templates/verify.md.j2``)."""
     from vaebench.markdown import render
 
     ranked = sorted(rows, key=lambda r: -abs(r.z))

@@ -11,6 +11,9 @@
   Fashion-MNIST.
 - ``paired_ratio``, ``interval_verdict``: a ratio of times measured repeat by repeat, with
   its interval, and what that interval says of a target.
+- ``gemm_probe_us``: the machine's speed right now, one 128 x 784 x 400 GEMM's median time: a
+  shared VM's speed drifts between hours and days, and a ratio of times taken apart means
+  something only where the probes beside them agree.
 - ``per_cpu``: the name of a benchmark's report on this CPU's vendor, so that the tables of
   both vendors the targets name (AMD and Intel) stay committed side by side.
 """
@@ -222,3 +225,18 @@ def profile_breakdown(run: Callable[[], None]) -> dict[str, float]:
     out["Python, numpy and the rest"] = max(wall - sum(out.values()), 0.0)
     out["wall"] = wall
     return out
+
+
+def gemm_probe_us(calls: int = 200) -> float:
+    """Median microseconds of one ``x @ W.T`` of the training step's shape (128 x 784 x 400,
+    float32, torch's current threads) over ``calls`` calls after 20 warm-up calls."""
+    gen = torch.Generator().manual_seed(0)
+    x, w = torch.randn(BATCH, SIZES[0], generator=gen), torch.randn(SIZES[1], SIZES[0],
+                                                                    generator=gen)
+    times = []
+    for i in range(calls + 20):
+        t0 = time.perf_counter()
+        x @ w.T
+        if i >= 20:
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times)) * 1e6

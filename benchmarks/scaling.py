@@ -24,6 +24,7 @@ from pathlib import Path
 
 import typer
 
+from benchmarks.loops import gemm_probe_us
 from benchmarks.services import (
     ROOT,
     Postgres,
@@ -106,8 +107,11 @@ def queue(params: str = "presets/tiny.yaml", repeats: int = 2, reduce: bool = Tr
     seeds = yaml.safe_load(text)["study"]["seeds"]
     stages = targets.split()
     times: dict[str, list[float]] = {"dvc repro": [], "queue, 2 workers": []}
+    probes: dict[str, list[float]] = {mode: [] for mode in times}
+    part = "queue" if reduce else "queue_slice" if kept else "queue_whole"
     for _ in range(repeats):
         for mode in times:
+            probes[mode].append(gemm_probe_us())  # the machine's speed as this half starts
             # the queue's workers linger a few seconds after it empties, writing to .dvc/tmp
             with tempfile.TemporaryDirectory(prefix="vaebench-scaling-",
                                              ignore_cleanup_errors=True) as tmp:
@@ -115,22 +119,22 @@ def queue(params: str = "presets/tiny.yaml", repeats: int = 2, reduce: bool = Tr
                 env = scratch_project(work, text)
                 if mode == "dvc repro":
                     times[mode].append(_run(["dvc", "repro", *stages], work, env))
-                    print(mode, f"{times[mode][-1]:.1f} s", flush=True)
-                    continue
-                t0 = time.perf_counter()
-                for seed in seeds:  # one experiment per seed, as a user splits a study
-                    _run(["dvc", "exp", "run", "--queue", "-S", f"study.seeds=[{seed}]",
-                          *stages], work, env)
-                _run([sys.executable, "-m", "vaebench.cli", "queue", "-j", "2"], work, env)
-                times[mode].append(time.perf_counter() - t0)
-                stop_workers(work)  # vaebench queue has ended them; a failed run may not have
+                else:
+                    t0 = time.perf_counter()
+                    for seed in seeds:  # one experiment per seed, as a user splits a study
+                        _run(["dvc", "exp", "run", "--queue", "-S", f"study.seeds=[{seed}]",
+                              *stages], work, env)
+                    _run([sys.executable, "-m", "vaebench.cli", "queue", "-j", "2"], work, env)
+                    times[mode].append(time.perf_counter() - t0)
+                    stop_workers(work)  # vaebench queue has ended them; a failed run may not
             print(mode, f"{times[mode][-1]:.1f} s", flush=True)
-        med = {k: statistics.median(v) for k, v in times.items()}  # saved after every pair
-        part = "queue" if reduce else "queue_slice" if kept else "queue_whole"
-        _save(part, {
-            "params": params, "reduced": reduce, "datasets": kept, "targets": stages,
-            "seeds": seeds, "stages": _stage_count(text, stages),
-            "repeats": len(times["dvc repro"]), "seconds": times, "median_seconds": med})
+            # saved after every half: a session cut short keeps what it measured
+            _save(part, {
+                "params": params, "reduced": reduce, "datasets": kept, "targets": stages,
+                "seeds": seeds, "stages": _stage_count(text, stages),
+                "repeats": len(times["queue, 2 workers"]), "seconds": times,
+                "gemm_probe_us": probes,
+                "median_seconds": {k: statistics.median(v) for k, v in times.items() if v}})
 
 
 GROUP_OF_TARGET = {"evaluate": "grid", "evaluate_sweep": "sweep", "evaluate_linear": "linear"}
@@ -254,8 +258,14 @@ def _where(r: dict) -> str:
 
 
 def _queue_section(r: dict) -> list[str]:
-    rows = [f"| {k} | {r['median_seconds'][k]:.1f} | "
-            + ", ".join(f"{t:.1f}" for t in v) + " |" for k, v in r["seconds"].items()]
+    """A queue part of scaling.json as markdown; a part cut short (a half without its pair)
+    shows what was measured and says the pair is missing."""
+    probes = r.get("gemm_probe_us", {})
+    rows = [f"| {k} | " + (f"{r['median_seconds'][k]:.1f}" if v else "not measured")
+            + " | " + ", ".join(f"{t:.1f}" for t in v)
+            + (" | " + ", ".join(f"{p:.0f}" for p in probes.get(k, [])) if probes else "")
+            + " |" for k, v in r["seconds"].items()]
+    pairs = list(zip(*r["seconds"].values(), strict=False))  # repeats with both halves
     if r.get("reduced"):
         what = (f"`{r['params']}` cut to the vae on digits (2 epochs) and the beta sweep at beta "
                 "1.0 (`benchmarks.scaling.reduced_study`), stages "
@@ -276,10 +286,17 @@ def _queue_section(r: dict) -> list[str]:
             f"({', '.join(str(s) for s in r['seeds'])}) queued with `dvc exp run --queue "
             "-S study.seeds=[k]` and run by `vaebench queue -j 2` (1 torch thread per "
             f"worker); {r['repeats']} repeat(s), interleaved; tracking off.", "",
-            "| how | median wall time (s) | each repeat (s) |", "|---|---|---|", *rows, "",
-            "Ratio dvc repro / queue, repeat by repeat: "
-            f"{_spread([a / b for a, b in zip(*r['seconds'].values(), strict=True)])}"
-            ". On 2 cores the queue can at most halve the wall time, and it pays for its own "
+            "| how | median wall time (s) | each repeat (s) |"
+            + (" GEMM probe as the half started (us) |" if probes else ""),
+            "|---|---|---|" + ("---|" if probes else ""), *rows, "",
+            *([] if not probes else [
+                "GEMM probe: the median time of one 128 x 784 x 400 GEMM just before each half "
+                "(`benchmarks.loops.gemm_probe_us`); two halves compare only where their probes "
+                "agree, the machine being a shared VM whose speed drifts.", ""]),
+            ("Ratio dvc repro / queue, repeat by repeat: "
+             f"{_spread([a / b for a, b in pairs])}" if pairs else
+             "**No ratio: the pair is incomplete** (the run was cut short; rerun it)")
+            + ". On 2 cores the queue can at most halve the wall time, and it pays for its own "
             "costs: each experiment prepares its data, validates and reports on its own, and "
             "the workers' setup (celery, a git copy per experiment) costs seconds"
             + (f"; {len(r['seeds'])} experiments on 2 workers leave one core idle while the "

@@ -39,10 +39,10 @@ def paired_ratio(values: list[float], base: list[float], level: float = 0.95
     """``values[i] / base[i]`` for each repeat i (the two timed in the same repeat, so that a
     shared machine's slow drift in speed falls on both): their geometric mean, with its
     Student-t interval on the log scale."""
-    from vaebench.report.aggregate import t_interval
+    from vaebench.stats import t_interval
 
     logs = [math.log(a / b) for a, b in zip(values, base, strict=True)]
-    mean, half, n = t_interval(logs, level)
+    mean, _, half, n = t_interval(logs, level)
     return {"ratio": math.exp(mean), "low": math.exp(mean - half),
             "high": math.exp(mean + half), "n": n}
 

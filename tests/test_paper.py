@@ -25,8 +25,9 @@ from vaebench.paper import likelihood as lik
 from vaebench.paper.config import parse_paper, variants
 from vaebench.paper.evaluate import evaluate_paper, vampprior_binarization
 from vaebench.paper.published import PUBLISHED, matching
-from vaebench.paper.report import best_by_epoch, t_interval, verdict
+from vaebench.paper.report import best_by_epoch, verdict
 from vaebench.paper.result import TInterval
+from vaebench.stats import t_interval
 from vaebench.tracking import NullTracker
 from vaebench.train import train
 

@@ -3,21 +3,10 @@ adjustment matches a hand computation, and no verdict stands on an interval that
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
-from scipy import stats
 
-from vaebench.report.aggregate import t_interval
 from vaebench.report.compare import Comparison, _interval, holm, paired_difference
-
-
-def test_t_interval_is_students():
-    mean, half, n = t_interval([1.0, 2.0, 3.0])
-    assert (mean, n) == (2.0, 3)
-    assert half == pytest.approx(stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3))
-    assert math.isnan(t_interval([5.0])[1]) and t_interval([])[2] == 0
 
 
 def test_paired_interval_covers_the_true_difference_at_95_percent():

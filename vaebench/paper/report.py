@@ -34,6 +34,7 @@ from vaebench.paper.result import (
     TInterval,
     Variant,
 )
+from vaebench.stats import t_interval
 
 INTERVAL = ("Student t over seeds (ours) combined in quadrature with the published ± read as a "
             "standard error")
@@ -46,17 +47,6 @@ class VariantRuns(NamedTuple):
     train: dict[str, Any]  # the variant's train block
     published: Published | None
     seeds: list[SeedResult]
-
-
-def t_interval(values: Sequence[float], level: float) -> TInterval:
-    """Mean, sample SD and the Student-t half-width over ``values`` (NaN below two values)."""
-    n = len(values)
-    mean = sum(values) / n if n else math.nan
-    if n < 2:
-        return TInterval(mean=mean, sd=math.nan, half_width=math.nan, n=n)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
-    return TInterval(mean=mean, sd=sd, half_width=half, n=n)
 
 
 def verdict(ours: TInterval, published_nll: float, published_pm: float | None,
@@ -90,7 +80,7 @@ def result(paper, variants: Sequence[VariantRuns], machine: dict[str, str], date
     for v in variants:
         seeds = sorted(v.seeds, key=lambda m: m.seed)
         nll, elbo = (SeedInterval(
-            **t_interval([getattr(m, key) for m in seeds], paper.level).model_dump(),
+            **t_interval([getattr(m, key) for m in seeds], paper.level)._asdict(),
             test_sampling_se=_rms([getattr(m, f"{key}_se") for m in seeds]),
             monte_carlo_se=_rms([getattr(m, f"{key}_mc_se") for m in seeds]))
             for key in ("nll", "elbo"))

@@ -14,12 +14,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
 from vaebench.report.runs import RunData
 from vaebench.results import RunMetrics
+from vaebench.stats import finite, t_interval
 
 Value = tuple[float, float | None] | None  # (value, within-run SE) or absent
 
@@ -57,18 +56,6 @@ METRICS: dict[str, Callable[[RunMetrics], Value]] = {
 }
 
 
-def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, int]:
-    """(mean, half-width of the Student-t interval over the values, n); NaN width for n < 2."""
-    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
-    n = len(v)
-    if n == 0:
-        return math.nan, math.nan, 0
-    if n < 2:
-        return float(v[0]), math.nan, 1
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * v.std(ddof=1) / math.sqrt(n)
-    return float(v.mean()), float(half), n
-
-
 def runs_frame(runs: Sequence[RunData]) -> pd.DataFrame:
     """The long table: one row per (run, metric) with the run's value and its within-run SE."""
     rows = []
@@ -97,7 +84,7 @@ def cells_frame(long: pd.DataFrame) -> pd.DataFrame:
                "group": first["group"], "beta": first["beta"],
                "n_seeds": int(sub["seed"].nunique())}
         for metric, m in sub.groupby("metric", sort=False):
-            mean, half, _ = t_interval(m["value"].tolist())
+            mean, _, half, _ = t_interval(finite(m["value"].tolist()))
             row[metric] = mean
             row[f"{metric}_ci95"] = half
             row[f"{metric}_se_run"] = float(m["se"].mean()) if m["se"].notna().any() else math.nan

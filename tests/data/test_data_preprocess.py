@@ -210,7 +210,7 @@ def test_compiled_8bit_sampler_is_the_definition(size, bit_generator):
     words = np.zeros(-(-r.size // 8), np.uint64)
     words.view(np.uint8)[:r.size] = r
     out, redraw = np.empty(r.size, np.float32), np.empty(r.size, np.intp)
-    count = binarize_cpu.compare_bytes(words.view(np.uint8), words, g, out, redraw)
+    count = binarize_cpu.compare_bytes(words, g, out, redraw)
     assert np.array_equal(redraw[:count], np.flatnonzero(r == 255))
     assert np.array_equal(out, (r < g).astype(np.float32))
 

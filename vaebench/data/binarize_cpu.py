@@ -26,10 +26,11 @@ _HIGHS = np.uint64(0x8080_8080_8080_8080)
 
 
 @numba.njit(cache=True, nogil=True)
-def compare_bytes(raw, words, grey, out, redraw):  # pragma: no cover - compiled, tested
-    """out[i] = float32(raw[i] < grey[i]) for i < grey.size; the positions i < grey.size with
-    raw[i] == 255 go to redraw[:count], ascending. ``words`` is ``raw`` read as little-endian
-    uint64 (raw.size == 8 * words.size >= grey.size). Returns count."""
+def compare_bytes(words, grey, out, redraw):  # pragma: no cover - compiled, tested
+    """out[i] = float32(r[i] < grey[i]) for i < grey.size, r being ``words`` (uint64) read as
+    little-endian bytes (8 * words.size >= grey.size); the positions i < grey.size with
+    r[i] == 255 go to redraw[:count], ascending. Returns count."""
+    raw = words.view(np.uint8)
     n = grey.size
     for i in range(n):
         out[i] = np.float32(raw[i] < grey[i])

@@ -107,7 +107,7 @@ def _bernoulli_255(rng: np.random.Generator, grey: np.ndarray) -> np.ndarray:
     words = _raw_words(rng, grey.size)
     out = np.empty(grey.size, np.float32)
     redraw = np.empty(grey.size, np.intp)
-    count = compare_bytes(words.view(np.uint8), words, grey, out, redraw)
+    count = compare_bytes(words, grey, out, redraw)
     if count:
         at = redraw[:count]
         out[at] = rng.integers(0, 255, count, dtype=np.uint8) < grey[at]

@@ -18,42 +18,42 @@ ISA_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vn
              "avx512_bf16", "amx_tile")
 
 
-@cache
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (or the platform's description)."""
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def _cpuinfo(key: str, path: Path = CPUINFO) -> str | None:
+    """The value of the first ``key`` line of /proc/cpuinfo; None where there is none."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+        for line in path.read_text().splitlines():
+            if line.startswith(key):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown"
+    return None
+
+
+@cache
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (or the platform's description)."""
+    return (_cpuinfo("model name") or platform.processor() or platform.machine()
+            or "unknown")
 
 
 @cache
 def cpu_vendor() -> str:
     """The x86 vendor string from /proc/cpuinfo ('GenuineIntel', 'AuthenticAMD'); '' when
     there is none (another architecture, another OS)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("vendor_id"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
+    return _cpuinfo("vendor_id") or ""
 
 
 @cache
 def cpu_isa() -> str:
     """The GEMM-relevant SIMD flags of this CPU, space-separated (e.g. ``avx avx2 fma``)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                return " ".join(f for f in ISA_FLAGS if f in flags)
-    except OSError:
-        pass
-    return "unknown"
+    flags = _cpuinfo("flags")
+    if flags is None:
+        return "unknown"
+    present = set(flags.split())
+    return " ".join(f for f in ISA_FLAGS if f in present)
 
 
 def git_commit(root: Path) -> str:

@@ -95,8 +95,9 @@ def render(result: dict) -> str:
         f"median) {', '.join(f'{p:.0f}' for p in result['gemm_probe_us'])} us, one per "
         "repeat. Made by `python -m benchmarks.evaluate_backends` (benchmarks/"
         "evaluate_backends.py).", "",
-        f"The stage `evaluate@{result['cell']}-0` of the default study (trained at its real "
-        f"length; IS NLL with K = {result['iw_k']} on {result['iw_points']} test points, "
+        f"The stage `evaluate@{result['cell']}-0` of `{result['params']}`, cut to that cell "
+        f"(trained at that study's length; IS NLL with K = {result['iw_k']} on "
+        f"{result['iw_points']} test points, "
         "and every other metric and check of the stage), run as its own command in a fresh "
         f"process, timed whole; {result['repeats']} repeats, the modes in a fresh seeded "
         "order each repeat. Cold cache: a fresh inductor cache directory. Warm cache: one "
@@ -112,12 +113,15 @@ def render(result: dict) -> str:
 
 
 @app.command()
-def main(cell: str = "vae-fashion-mnist", repeats: int = 3, seed: int = 0) -> None:
+def main(cell: str = "vae-fashion-mnist", repeats: int = 3, seed: int = 0,
+         params: str = typer.Option("params.yaml", help="the study whose cell is timed "
+                                    "(presets/tiny.yaml: a smoke run)"),
+         out: Path = OUT) -> None:
     from vaebench.io import atomic_write_json, atomic_write_text
     from vaebench.machine import cpu_model
 
     model, _, dataset = cell.partition("-")
-    base = one_cell((ROOT / "params.yaml").read_text(), model, dataset)
+    base = one_cell((ROOT / params).read_text(), model, dataset)
     load_start = os.getloadavg()[0]
     seconds: dict[str, list[float]] = {mode: [] for mode in MODES}
     probes: list[float] = []
@@ -144,14 +148,14 @@ def main(cell: str = "vae-fashion-mnist", repeats: int = 3, seed: int = 0) -> No
     import torch
 
     raw = yaml.safe_load(base)
-    result = {"date": dt.date.today().isoformat(), "device": cpu_model(),
+    result = {"date": dt.date.today().isoformat(), "device": cpu_model(), "params": params,
               "cores": os.cpu_count(), "torch": torch.__version__, "cell": cell,
               "iw_k": raw["evaluate"]["iw_k"], "iw_points": raw["evaluate"]["iw_points"],
               "repeats": repeats, "seconds": seconds, "speedup": speedups(seconds),
               "gemm_probe_us": probes, "load_average": [load_start, os.getloadavg()[0]]}
     name = per_cpu("evaluate_backends")
-    atomic_write_json(OUT / f"{name}.json", result)
-    atomic_write_text(OUT / f"{name}.md", render(result))
+    atomic_write_json(out / f"{name}.json", result)
+    atomic_write_text(out / f"{name}.md", render(result))
 
 
 if __name__ == "__main__":

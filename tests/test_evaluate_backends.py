@@ -46,9 +46,11 @@ def test_the_page_has_a_row_per_mode_with_its_times():
     seconds = {m: [10.0 + i, 11.0 + i, 12.0 + i] for i, m in enumerate(MODES)}
     result = {"date": "2026-12-03", "device": "a CPU", "cores": 2, "torch": "2.13.0",
               "load_average": [1.0, 1.5], "gemm_probe_us": [250.0, 260.0, 255.0],
-              "cell": "vae-fashion-mnist", "iw_k": 500, "iw_points": 1000, "repeats": 3,
+              "cell": "vae-fashion-mnist", "params": "params.yaml", "iw_k": 500,
+              "iw_points": 1000, "repeats": 3,
               "seconds": seconds, "speedup": eb.speedups(seconds)}
     text = eb.render(result)
     assert "| eager | 11.0 | 1.00 | 10.0, 11.0, 12.0 |" in text
     assert "| compile, warm cache | 13.0 | 0.85 [" in text and "does not pay" in text
-    assert "`evaluate@vae-fashion-mnist-0`" in text and "K = 500 on 1000 test points" in text
+    assert "`evaluate@vae-fashion-mnist-0` of `params.yaml`" in text
+    assert "K = 500 on 1000 test points" in text

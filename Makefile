@@ -9,7 +9,7 @@ export TORCHINDUCTOR_CACHE_DIR ?= $(abspath .cache/inductor)
 # multi-GB CUDA build. Override with `make TORCH_SPEC='torch>=2.4' ...` elsewhere.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup study test ui verify planted-bugs bench-kernels bench-train bench-scaling gpu-check lint
+.PHONY: setup study test ui verify planted-bugs bench-kernels bench-train bench-evaluate bench-scaling gpu-check lint
 
 setup: $(VENV)/.installed
 
@@ -55,6 +55,9 @@ bench-kernels: setup
 bench-train: setup
 	$(PY) -m benchmarks.train_throughput
 	$(PY) -m benchmarks.is_nll
+
+bench-evaluate: setup
+	$(PY) -m benchmarks.evaluate_backends
 
 # DVC's queue against dvc repro (presets/tiny.yaml), Ray's overhead per task, MLflow's time per
 # logged metric on PostgreSQL and SQLite: reports/benchmarks/scaling.md. PostgreSQL is installed

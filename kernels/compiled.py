@@ -20,7 +20,7 @@ z in one loop over (S, N * D); eps leaves registers only when it is kept for bac
 
 Why eps is kept for backward on this backend (the Triton one regenerates it): on a CPU the
 Philox rounds, not memory, bound the op (a few percent of copy bandwidth,
-``reports/kernels/latent_bench_cpu.md``), so drawing once and keeping eps, as autograd does
+``reports/kernels/latent_bench_cpu-amd.md``), so drawing once and keeping eps, as autograd does
 for ``torch.randn`` noise, costs a store and a load per element where regenerating costs the
 whole draw again. eps is only kept when mu or logvar requires grad. (Saving z, the output,
 and using sigma eps = z - mu would cost no memory at all, but z's rounding then enters the

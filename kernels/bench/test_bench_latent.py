@@ -7,7 +7,8 @@ Run from the repository root (the venv active), as one command:
 It times the backends side by side on mu, logvar of N x D in {256x32, 4096x64, 65536x128,
 65536x256} float32, n_samples in {1, 5, 50}, forward alone and forward + backward, plus a
 large ``Tensor.copy_`` for the device's copy bandwidth, and writes the table to
-``reports/kernels/latent_bench_<cpu|cuda>.md`` and ``.csv`` (atomically).
+``reports/kernels/latent_bench_cuda.md``, or on the CPU ``latent_bench_cpu-<vendor>.md``, and
+``.csv`` (atomically).
 
 Backends: ``torch``, the baseline, is what a user would otherwise write (``torch.randn``
 noise, autograd; not the same eps); ``eager`` (the counter-based reference), ``compile``
@@ -31,7 +32,6 @@ import csv
 import datetime as dt
 import io
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -40,8 +40,9 @@ import pytest
 import torch
 
 import kernels
-from benchmarks.loops import interval_verdict, paired_ratio
+from benchmarks.loops import interval_verdict, paired_ratio, per_cpu
 from vaebench.io import atomic_write_text
+from vaebench.machine import cpu_model
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORT_DIR = ROOT / "reports" / "kernels"
@@ -166,15 +167,13 @@ COPY: dict[str, float] = {}
 def device_name() -> str:
     if CUDA:
         return torch.cuda.get_device_name(DEVICE)
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model} ({os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()})"
+    return f"{cpu_model()} ({os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()})"
+
+
+def report_stem() -> str:
+    """``latent_bench_cuda``, or on the CPU ``latent_bench_cpu-<vendor>`` (``benchmarks.loops.
+    per_cpu``): sessions land on either vendor, and a speed-up on one may vanish on the other."""
+    return "latent_bench_cuda" if CUDA else per_cpu("latent_bench_cpu")
 
 
 def triton_version() -> str:
@@ -322,8 +321,8 @@ def report():
         "command": "python -m pytest kernels/bench --benchmark-only",
     }
     rows = evaluate_targets(RESULTS, copy_gbs, CUDA)
-    atomic_write_text(REPORT_DIR / f"latent_bench_{kind}.md", render_markdown(rows, meta, SKIPPED))
-    atomic_write_text(REPORT_DIR / f"latent_bench_{kind}.csv", render_csv(rows, meta))
+    atomic_write_text(REPORT_DIR / f"{report_stem()}.md", render_markdown(rows, meta, SKIPPED))
+    atomic_write_text(REPORT_DIR / f"{report_stem()}.csv", render_csv(rows, meta))
     for r in rows:
         if r["target"]:
             print(f"{r['backend']} {r['N']}x{r['D']} S={r['S']} {r['mode']}: "

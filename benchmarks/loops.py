@@ -3,6 +3,8 @@
 - ``run_minimal``: the framework's own floor, a minimal eager step loop on the same
   784-400-20 VAE: batches gathered by index from a training set binarized once in memory,
   ``torch.randn`` noise, fused Adam, nothing else (no validation, no checkpoint, no stats).
+  With ``compiled``, model and loss run under ``torch.compile``: whether compiling the whole
+  step pays for the study's net, measured rather than assumed.
 - ``gemm_floor_epoch``: the step's GEMMs alone (forward, input and weight gradients of every
   Linear layer, as backprop runs them), an epoch's worth, in a given GEMM library.
 - ``profile_breakdown``: torch.profiler over whole epochs of a loop, self CPU time grouped by
@@ -100,10 +102,11 @@ class PlainVAE(nn.Module):
         self.fc3 = nn.Linear(20, 400)
         self.fc4 = nn.Linear(400, 784)
 
-    def forward(self, x):
+    def forward(self, x, eps=None):
         h = F.relu(self.fc1(x))
         mu, logvar = self.fc21(h), self.fc22(h)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        eps = torch.randn_like(mu) if eps is None else eps
+        z = mu + eps * torch.exp(0.5 * logvar)
         logits = self.fc4(F.relu(self.fc3(z)))
         return logits, mu, logvar
 
@@ -115,14 +118,25 @@ def plain_loss(logits, x, mu, logvar):
     return rec + kl
 
 
+def batch_loss(model: PlainVAE, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """The minibatch's mean negative ELBO with the noise given: the part of a step that
+    ``torch.compile`` takes in the compiled minimal loop (eps is drawn outside, by torch.randn,
+    so that the compiled and the eager step compute one function)."""
+    logits, mu, logvar = model(x, eps)
+    return plain_loss(logits, x, mu, logvar).mean()
+
+
 def run_minimal(x_train: np.ndarray, levels: int, epochs: int, seed: int,
-                on_epoch: Callable[[], None] | None = None, dynamic: bool = False
-                ) -> tuple[list[float], PlainVAE]:
+                on_epoch: Callable[[], None] | None = None, dynamic: bool = False,
+                compiled: bool = False) -> tuple[list[float], PlainVAE]:
     """Seconds per epoch of the minimal eager loop (training steps, nothing else). ``dynamic``:
     a fresh ``torch.bernoulli`` draw of every batch, as a user would binarize dynamically,
-    instead of one binarization before any timing."""
+    instead of one binarization before any timing. ``compiled``: model and loss (forward and,
+    through AOTAutograd, backward) under ``torch.compile``, eps drawn by ``torch.randn``
+    outside; the first epoch then includes the compilation, or its load from inductor's cache."""
     torch.manual_seed(seed)
     model = PlainVAE()
+    step_loss = torch.compile(batch_loss) if compiled else None
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     grey = torch.from_numpy(np.ascontiguousarray(x_train)).float() / (levels - 1)
     x = grey if dynamic else torch.bernoulli(grey)  # binarized once, in memory
@@ -136,8 +150,11 @@ def run_minimal(x_train: np.ndarray, levels: int, epochs: int, seed: int,
             xb = x.index_select(0, perm[b * BATCH:(b + 1) * BATCH])
             if dynamic:
                 xb = torch.bernoulli(xb)
-            logits, mu, logvar = model(xb)
-            loss = plain_loss(logits, xb, mu, logvar).mean()
+            if step_loss is None:
+                logits, mu, logvar = model(xb)
+                loss = plain_loss(logits, xb, mu, logvar).mean()
+            else:
+                loss = step_loss(model, xb, torch.randn(len(xb), SIZES[2]))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

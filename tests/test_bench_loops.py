@@ -1,11 +1,12 @@
-"""The training benchmark's GEMM floor counts the GEMMs a training step really runs."""
+"""The training benchmark's GEMM floor counts the GEMMs a training step really runs; its
+compiled minimal loop computes the eager loop's loss and gradients."""
 
 from __future__ import annotations
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.loops import BATCH, PlainVAE, gemm_flops_per_step, plain_loss, step_gemms
+from benchmarks.loops import BATCH, PlainVAE, batch_loss, gemm_flops_per_step, plain_loss, step_gemms
 
 
 def test_gemm_floor_has_the_flops_of_a_training_step():
@@ -54,3 +55,37 @@ def test_paired_ratio_against_scipy_its_verdicts_and_the_order():
     names = [f"loop {i}" for i in range(6)]
     orders = [shuffled(names, r) for r in range(4)]
     assert all(sorted(o) == names for o in orders) and len({tuple(o) for o in orders}) > 1
+
+
+def test_the_compiled_step_computes_the_eager_step_in_float64():
+    """``batch_loss`` under torch.compile (the compiled minimal loop) gives the eager loss and
+    gradients to float64 rounding; and with the noise given, it is the eager forward's loss for
+    the same torch.randn draw (so the two loops differ in compilation alone)."""
+    torch.manual_seed(0)
+    model = PlainVAE().double()
+    x = torch.bernoulli(torch.full((16, 784), 0.3, dtype=torch.float64))
+    torch.manual_seed(1)
+    logits, mu, logvar = model(x)  # draws eps = torch.randn_like(mu) itself
+    drawn = plain_loss(logits, x, mu, logvar).mean()
+    torch.manual_seed(1)
+    eps = torch.randn(16, 20, dtype=torch.float64)
+    eager = batch_loss(model, x, eps)
+    assert eager.item() == drawn.item()
+    params = list(model.parameters())
+    compiled = torch.compile(batch_loss)(model, x, eps)
+    torch.testing.assert_close(compiled, eager, rtol=1e-12, atol=0)
+    for g, h in zip(torch.autograd.grad(compiled, params), torch.autograd.grad(eager, params),
+                    strict=True):
+        torch.testing.assert_close(g, h, rtol=1e-10, atol=1e-12)
+
+
+def test_the_compiled_loop_pays_only_when_its_whole_interval_lies_below_one():
+    from benchmarks.train_throughput import COMPILE_VERDICT, _ratio_cell
+
+    def cell(low, high):
+        return _ratio_cell({"ratio": (low * high) ** 0.5, "low": low, "high": high}, 1.0,
+                           COMPILE_VERDICT)
+
+    assert cell(0.80, 0.95).endswith("(compile pays)")
+    assert cell(1.02, 1.30).endswith("(compile does not pay)")
+    assert cell(0.90, 1.10).endswith("(undecided)")

@@ -23,20 +23,19 @@ from __future__ import annotations
 import datetime as dt
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import typer
 import yaml
 
 from benchmarks.loops import gemm_probe_us, interval_verdict, paired_ratio, per_cpu, shuffled
-from benchmarks.services import ROOT, scratch_project
+from benchmarks.services import ROOT, scratch_project, timed_run
 
 OUT = ROOT / "reports" / "benchmarks"
 MODES = ("eager", "compile, cold cache", "compile, warm cache")
+STAGE_TIMEOUT_S = 3600  # a stage runs minutes; past an hour it has hung (reported, not awaited)
 app = typer.Typer(add_completion=False)
 
 
@@ -57,15 +56,6 @@ def with_backend(params_text: str, backend: str) -> str:
     raw = yaml.safe_load(params_text)
     raw["study"]["backend"] = backend
     return yaml.safe_dump(raw, sort_keys=False)
-
-
-def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
-    t0 = time.perf_counter()
-    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
-                         stdin=subprocess.DEVNULL)
-    if out.returncode != 0:
-        sys.exit(f"error: {' '.join(cmd)} failed in {cwd}:\n{out.stderr[-3000:]}")
-    return time.perf_counter() - t0
 
 
 def speedups(seconds: dict[str, list[float]]) -> dict[str, dict[str, float]]:
@@ -129,21 +119,23 @@ def main(cell: str = "vae-fashion-mnist", repeats: int = 3, seed: int = 0,
         work, warm = Path(tmp) / "project", Path(tmp) / "inductor-warm"
         work.mkdir()
         env = scratch_project(work, base)
-        _run(["dvc", "repro", f"train@{cell}-0"], work, env)
+        timed_run(["dvc", "repro", f"train@{cell}-0"], work, env, STAGE_TIMEOUT_S)
         stage = [sys.executable, "-m", "pipelines.evaluate", model, dataset, "--seed", "0",
                  "--no-track"]
 
-        def evaluate(mode: str) -> float:
+        def evaluate(mode: str, label: str) -> float:
             backend = "eager" if mode == "eager" else "compile"
             (work / "params.yaml").write_text(with_backend(base, backend))
             cache = warm if mode != "compile, cold cache" else Path(tempfile.mkdtemp(dir=tmp))
-            return _run(stage, work, {**env, "TORCHINDUCTOR_CACHE_DIR": str(cache)})
+            print(f"{label}: {mode} ...", flush=True)  # a hang shows where it is
+            return timed_run(stage, work, {**env, "TORCHINDUCTOR_CACHE_DIR": str(cache)},
+                             STAGE_TIMEOUT_S)
 
-        evaluate("compile, warm cache")  # fills the warm cache; not timed
+        evaluate("compile, warm cache", "warm-up")  # fills the warm cache; not timed
         for repeat in range(repeats):
             probes.append(gemm_probe_us())
             for mode in shuffled(list(MODES), seed + repeat):
-                seconds[mode].append(evaluate(mode))
+                seconds[mode].append(evaluate(mode, f"repeat {repeat}"))
                 print(f"repeat {repeat}: {mode} {seconds[mode][-1]:.1f} s", flush=True)
     import torch
 

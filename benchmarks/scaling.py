@@ -30,6 +30,7 @@ from benchmarks.services import (
     Postgres,
     mlflow_server,
     scratch_project,
+    timed_run,
 )
 from vaebench.io import atomic_write_json, atomic_write_text, read_json
 from vaebench.machine import cpu_model
@@ -53,13 +54,7 @@ def _save(part: str, result: dict) -> None:
     write_report(results)
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
-    t0 = time.perf_counter()
-    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
-                         stdin=subprocess.DEVNULL)
-    if out.returncode != 0:
-        sys.exit(f"error: {' '.join(cmd)} failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}")
-    return time.perf_counter() - t0
+HALF_TIMEOUT_S = 6 * 3600  # the whole study on a slow day is under 4 h; past 6 it has hung
 
 
 # -- DVC's queue -------------------------------------------------------------------------------
@@ -118,13 +113,15 @@ def queue(params: str = "presets/tiny.yaml", repeats: int = 2, reduce: bool = Tr
                 work = Path(tmp)
                 env = scratch_project(work, text)
                 if mode == "dvc repro":
-                    times[mode].append(_run(["dvc", "repro", *stages], work, env))
+                    times[mode].append(timed_run(["dvc", "repro", *stages], work, env,
+                                                 HALF_TIMEOUT_S))
                 else:
                     t0 = time.perf_counter()
                     for seed in seeds:  # one experiment per seed, as a user splits a study
-                        _run(["dvc", "exp", "run", "--queue", "-S", f"study.seeds=[{seed}]",
-                              *stages], work, env)
-                    _run([sys.executable, "-m", "vaebench.cli", "queue", "-j", "2"], work, env)
+                        timed_run(["dvc", "exp", "run", "--queue", "-S",
+                                   f"study.seeds=[{seed}]", *stages], work, env, 600)
+                    timed_run([sys.executable, "-m", "vaebench.cli", "queue", "-j", "2"], work,
+                              env, HALF_TIMEOUT_S)
                     times[mode].append(time.perf_counter() - t0)
                     stop_workers(work)  # vaebench queue has ended them; a failed run may not
             print(mode, f"{times[mode][-1]:.1f} s", flush=True)

@@ -1,7 +1,8 @@
 """Throw-away services on loopback for the tests and benchmarks of a shared tracking store: a
 PostgreSQL cluster (Debian's ``postgresql`` package) with its own data folder, run by a
 non-root user, and an ``mlflow server`` on it with its artifact root on disk; and scratch
-copies of the project (git + DVC) to run DVC's queue or Ray on.
+copies of the project (git + DVC) to run DVC's queue or Ray on, and ``timed_run``, which
+times a command there and never waits on a hung one.
 
     with Postgres() as pg, mlflow_server(pg.uri("mlflow"), artifacts) as url:
         os.environ["MLFLOW_TRACKING_URI"] = url     # what a user sets to share the store
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -193,3 +195,30 @@ def scratch_project(work: Path, params_yaml: str) -> dict[str, str]:
                 ["git", "add", "-A"], ["git", "commit", "-q", "-m", "scratch project"]):
         subprocess.run(cmd, cwd=work, env=env, check=True, capture_output=True)
     return env
+
+
+def timed_run(cmd: list[str], cwd: Path, env: dict[str, str], timeout_s: float) -> float:
+    """Seconds ``cmd`` took in ``cwd``. A failure exits with a one-line error (the command and
+    its last line of stderr); past ``timeout_s`` the command is killed with its whole process
+    group (inductor's compile workers, DVC's stage processes) and the error says so: a benchmark
+    reports a hang instead of waiting on it. Interrupted, it kills the group too."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own group, to kill it whole
+    try:
+        _, err = proc.communicate(timeout=timeout_s)
+    except BaseException as exc:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+        if isinstance(exc, subprocess.TimeoutExpired):
+            sys.exit(f"error: {' '.join(cmd)} ran past {timeout_s:g} s in {cwd}; killed with "
+                     "its process group")
+        raise
+    if proc.returncode != 0:
+        last = (err.strip().splitlines() or ["no message"])[-1]
+        sys.exit(f"error: {' '.join(cmd)} failed in {cwd} (exit {proc.returncode}): {last}")
+    return time.perf_counter() - t0

@@ -118,10 +118,11 @@ def plain_loss(logits, x, mu, logvar):
     return rec + kl
 
 
-def batch_loss(model: PlainVAE, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """The minibatch's mean negative ELBO with the noise given: the part of a step that
-    ``torch.compile`` takes in the compiled minimal loop (eps is drawn outside, by torch.randn,
-    so that the compiled and the eager step compute one function)."""
+def batch_loss(model: PlainVAE, x: torch.Tensor, eps: torch.Tensor | None = None
+               ) -> torch.Tensor:
+    """The minibatch's mean negative ELBO; eps drawn by the model (``torch.randn_like``) unless
+    given. The compiled minimal loop gives it, drawn outside by torch.randn, so that the
+    compiled and the eager step compute one function."""
     logits, mu, logvar = model(x, eps)
     return plain_loss(logits, x, mu, logvar).mean()
 
@@ -136,7 +137,7 @@ def run_minimal(x_train: np.ndarray, levels: int, epochs: int, seed: int,
     outside; the first epoch then includes the compilation, or its load from inductor's cache."""
     torch.manual_seed(seed)
     model = PlainVAE()
-    step_loss = torch.compile(batch_loss) if compiled else None
+    step_loss = torch.compile(batch_loss) if compiled else batch_loss
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     grey = torch.from_numpy(np.ascontiguousarray(x_train)).float() / (levels - 1)
     x = grey if dynamic else torch.bernoulli(grey)  # binarized once, in memory
@@ -150,11 +151,7 @@ def run_minimal(x_train: np.ndarray, levels: int, epochs: int, seed: int,
             xb = x.index_select(0, perm[b * BATCH:(b + 1) * BATCH])
             if dynamic:
                 xb = torch.bernoulli(xb)
-            if step_loss is None:
-                logits, mu, logvar = model(xb)
-                loss = plain_loss(logits, xb, mu, logvar).mean()
-            else:
-                loss = step_loss(model, xb, torch.randn(len(xb), SIZES[2]))
+            loss = step_loss(model, xb, torch.randn(len(xb), SIZES[2]) if compiled else None)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

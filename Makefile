@@ -8,6 +8,9 @@ export TORCHINDUCTOR_CACHE_DIR ?= $(abspath .cache/inductor)
 # torch 2.13.0's CPU build lies on disk on the reference machine; a looser spec would pull a
 # multi-GB CUDA build. Override with `make TORCH_SPEC='torch>=2.4' ...` elsewhere.
 TORCH_SPEC ?= torch==2.13.0
+# The test files run on this many processes, each file whole on one (pytest-xdist's loadfile:
+# a module's fixtures, such as the end-to-end study, are built once). 0 runs them in this one.
+TEST_WORKERS ?= 2
 
 .PHONY: setup study test ui verify planted-bugs bench-kernels bench-train bench-evaluate bench-scaling gpu-check lint
 
@@ -36,7 +39,7 @@ study: setup
 	dvc repro
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 ui: setup
 	mlflow ui --backend-store-uri sqlite:///$(abspath mlflow.db) --host 127.0.0.1 --port 5000 --workers 1

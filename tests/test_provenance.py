@@ -49,17 +49,64 @@ def _covered(rel: str, declared: list[str]) -> bool:
     return any(rel == d or rel.startswith(d.rstrip("/") + "/") for d in declared)
 
 
-def test_every_stage_declares_every_file_it_can_import():
+def _entry(stage) -> str:
+    return stage.cmd.split()[2].removeprefix("pipelines.")  # "python -m pipelines.<entry> ..."
+
+
+def test_every_stage_depends_on_the_listing_of_the_code_it_runs():
+    """validate declares its closure itself; `code` depends on every file of every closure and
+    lists each stage's; every other stage depends on its own listing."""
     dvc_repo = pytest.importorskip("dvc.repo")
     repo = dvc_repo.Repo(str(ROOT))
-    checked = 0
-    for stage in repo.index.stages:
-        module = stage.cmd.split()[2]  # "python -m pipelines.<stage> ..."
-        entry = module.replace(".", "/") + ".py"
-        missing = [f for f in code_closure(entry) if not _covered(f, _declared(stage))]
-        assert not missing, f"{stage.addressing} runs {missing} without declaring them"
-        checked += 1
-    assert checked > 10
+    stages = {s.addressing: s for s in repo.index.stages}
+    validate, code = stages.pop("validate"), stages.pop("code")
+    missing = [f for f in code_closure("pipelines/validate.py")
+               if not _covered(f, _declared(validate))]
+    assert not missing, f"validate runs {missing} without declaring them"
+    listed = {str(o.def_path) for o in code.outs}
+    assert sorted(listed) == sorted(f"runs/code/{e}.txt" for e in code.cmd.split()[3:])
+    for name, stage in stages.items():
+        listing = f"runs/code/{_entry(stage)}.txt"
+        assert listing in _declared(stage), f"{name} does not depend on {listing}"
+        assert listing in listed, f"the code stage does not write {listing} ({name} needs it)"
+        missing = [f for f in code_closure(f"pipelines/{_entry(stage)}.py")
+                   if not _covered(f, _declared(code))]
+        assert not missing, f"the code stage does not depend on {missing}, which {name} runs"
+    assert len(stages) > 10
+
+
+def test_a_listing_holds_the_closure_and_changes_only_with_it(tmp_path):
+    """pipelines.code writes `sha256  path` per file of the closure: sha256sum's own format."""
+    import hashlib
+    import subprocess
+    import sys
+
+    from pipelines import code
+
+    for name in ("vaebench", "kernels", "pipelines"):
+        shutil.copytree(ROOT / name, tmp_path / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "bench"))
+    code_closure.cache_clear()
+    assert code.main(["train", "evaluate"], tmp_path) == 0
+    train = (tmp_path / "runs/code/train.txt").read_text()
+    rows = [line.split("  ") for line in train.splitlines()]
+    assert [p for _, p in rows] == list(code_closure("pipelines/train.py", tmp_path))
+    assert all(h == hashlib.sha256((tmp_path / p).read_bytes()).hexdigest() for h, p in rows)
+    check = subprocess.run(["sha256sum", "--quiet", "-c", "runs/code/train.txt"], cwd=tmp_path)
+    assert check.returncode == 0
+    evaluate = (tmp_path / "runs/code/evaluate.txt").read_text()
+    (tmp_path / "vaebench" / "evaluate.py").write_text("# edited\n")  # not in train's closure
+    code_closure.cache_clear()
+    assert code.main(["train", "evaluate"], tmp_path) == 0
+    assert (tmp_path / "runs/code/train.txt").read_text() == train
+    assert (tmp_path / "runs/code/evaluate.txt").read_text() != evaluate
+    out = subprocess.run([sys.executable, "-m", "pipelines.code", "trian"], cwd=tmp_path,
+                         capture_output=True, text=True, env={"PYTHONPATH": str(tmp_path)})
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "error: pipelines.code: trian is not a stage module; valid: "
+        + ", ".join(code.entries(tmp_path))]
+    code_closure.cache_clear()
 
 
 def test_digest_changes_with_any_file_of_the_closure(tmp_path):

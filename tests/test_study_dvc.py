@@ -113,24 +113,6 @@ def test_a_bad_value_fails_first_in_validate_naming_the_file(tmp_path):
     assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
 
 
-def test_copied_dependency_lists_match_the_anchored_ones():
-    """dvc.yaml writes two lists out again (YAML cannot concatenate lists): each must equal the
-    anchored list it repeats, apart from the entries that name the stage's own inputs."""
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    evaluate, sweep = stages["evaluate"]["deps"], stages["evaluate_sweep"]["deps"]
-    assert sweep[1:] == evaluate[1:]
-    assert sweep[0] == evaluate[0].replace("${item.dataset}/", "${item.dataset}-beta${item.beta}/")
-    validate, data = stages["validate"]["deps"], stages["data"]["do"]["deps"]
-    assert data[:2] == ["runs/params-valid.txt", "pipelines/data.py"]
-    assert data[2:] == [d for d in validate if d != "pipelines/validate.py"]
-    linear = stages["evaluate_linear"]["deps"]  # a linear cell names its dataset and latent size
-    assert linear[2:] == evaluate[2:] and linear[1] == "data/${item.cell.dataset}"
-    train = stages["train"]["deps"]
-    assert stages["train_linear"]["deps"][1:] == train[1:]
-    assert stages["train_linear"]["deps"][0] == "data/${item.cell.dataset}"
-    assert stages["train_sweep"]["deps"] is train  # one anchored list, not a copy
-
-
 def test_dvc_and_the_cli_run_the_cells_in_one_order(tmp_path, monkeypatch):
     """`vaebench study` and dvc.yaml list the runs as vaebench.cells.cells does, in its order."""
     from typer.testing import CliRunner

@@ -6,7 +6,7 @@ declared resources, on storage that every node shares; DVC records the outputs a
     dvc repro                                   # left: the gradient study and the report
 
 The sweep asks DVC which stages are stale (``dvc status``), as ``dvc repro`` would: it runs
-``validate`` where it is, each stale ``data@`` stage as a task, then one task per run whose
+``validate`` and ``code`` where it is, each stale ``data@`` stage as a task, then one task per run whose
 ``train`` or ``evaluate`` stage is stale, and ``dvc commit``s each phase, so that the next
 ``dvc repro`` finds them up to date. A task runs the stages' own commands from ``dvc.yaml``
 (``python -m pipelines.train ...``), so its outputs are the bytes ``dvc repro`` writes.
@@ -267,6 +267,10 @@ def sweep(root: Path, params: Params, address: str, cpus: int = 1, gpus: int = 0
     if checked.returncode != 0:
         raise SweepError((checked.stderr.strip().splitlines() or ["validate failed"])[-1]
                          .removeprefix("error: "))
+    coded = subprocess.run(["dvc", "repro", "-q", "-s", "code"], cwd=root, capture_output=True,
+                           text=True, stdin=subprocess.DEVNULL)  # runs/code/: what stages run
+    if coded.returncode != 0:
+        raise SweepError(f"the code stage failed: {(coded.stderr.strip().splitlines() or ['?'])[-1]}")
     work = plan(root, params, force)
     resources = {"num_cpus": cpus, "num_gpus": gpus}
     task = ray.remote(max_retries=MAX_RETRIES)(run_stages).options(**resources)

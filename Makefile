@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
+export MLFLOW_DISABLE_TELEMETRY := true
 export TORCHINDUCTOR_CACHE_DIR ?= $(abspath .cache/inductor)
 # torch 2.13.0's CPU build lies on disk on the reference machine; a looser spec would pull a
 # multi-GB CUDA build. Override with `make TORCH_SPEC='torch>=2.4' ...` elsewhere.
@@ -12,7 +13,7 @@ TORCH_SPEC ?= torch==2.13.0
 # a module's fixtures, such as the end-to-end study, are built once). 0 runs them in this one.
 TEST_WORKERS ?= 2
 
-.PHONY: setup study test ui verify planted-bugs bench-kernels bench-train bench-evaluate bench-scaling gpu-check lint
+.PHONY: setup study test ui verify planted-bugs bench-kernels bench-train bench-evaluate bench-scaling bench-dvc gpu-check lint
 
 setup: $(VENV)/.installed
 
@@ -65,6 +66,10 @@ bench-evaluate: setup
 # DVC's queue against dvc repro (presets/tiny.yaml), Ray's overhead per task, MLflow's time per
 # logged metric on PostgreSQL and SQLite: reports/benchmarks/scaling.md. PostgreSQL is installed
 # (as root) when missing.
+# DVC's own cost per stage: the lock per source file (before the code stage) and per stage.
+bench-dvc: setup
+	$(PY) -m benchmarks.dvc_overhead --old a554416^ --new HEAD
+
 bench-scaling: setup
 	$(PY) -m benchmarks.scaling tracking
 	$(PY) -m benchmarks.scaling ray

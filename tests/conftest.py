@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 
+# MLflow's telemetry thread sets and unsets an environment variable while other threads read
+# os.environ (a KeyError inside requests, seen with two test processes); nothing phones home.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
 # Headless Chromium as root in a container, with no network beyond localhost
 # (../shared/machine-notes.md): no sandbox, no GPU, nothing phoning home.
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

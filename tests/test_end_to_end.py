@@ -175,7 +175,9 @@ def test_rerun_skips_and_a_code_change_reruns_what_runs_it(study):
     source = path.read_text()
     path.write_text(source.replace("return log_px_z - beta * kl",
                                    "return log_px_z - 1.5 * beta * kl"))
-    try:
+    try:  # DVC sees the edit in validate (which lists its files) and code (which lists all)
+        assert changed_stages(work, env) == {"validate", "code"}
+        run(["dvc", "repro", "-s", "validate", "code"], work, env)  # the lists change
         stale = changed_stages(work, env)
     finally:
         path.write_text(source)
@@ -184,6 +186,7 @@ def test_rerun_skips_and_a_code_change_reruns_what_runs_it(study):
     expected = {st.addressing.rsplit(":", 1)[-1] for st in Repo(str(work)).index.stages
                 if st.cmd.split()[2] in ("pipelines.train", "pipelines.evaluate")}
     assert expected <= stale and "report" in stale, sorted(stale)
+    run(["dvc", "repro", "-s", "validate", "code"], work, env)  # back to the study's code
     assert changed_stages(work, env) == set()
 
 

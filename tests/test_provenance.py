@@ -70,9 +70,29 @@ def test_every_stage_depends_on_the_listing_of_the_code_it_runs():
         assert listing in _declared(stage), f"{name} does not depend on {listing}"
         assert listing in listed, f"the code stage does not write {listing} ({name} needs it)"
         missing = [f for f in code_closure(f"pipelines/{_entry(stage)}.py")
-                   if not _covered(f, _declared(code))]
+                   if not _covered(f, _declared(code))
+                   or repo.dvcignore.is_ignored(repo.fs, str(ROOT / f))]
         assert not missing, f"the code stage does not depend on {missing}, which {name} runs"
     assert len(stages) > 10
+
+
+def test_the_code_stage_hashes_python_and_templates_only():
+    """The code stage hashes its folders whole, Python modules included (a module no stage
+    imports today may be imported tomorrow), but nothing else than the templates stages read:
+    editing a benchmark or a note must not make the study stale (.dvcignore)."""
+    dvc_repo = pytest.importorskip("dvc.repo")
+    repo = dvc_repo.Repo(str(ROOT))
+    code = next(s for s in repo.index.stages if s.addressing == "code")
+    hashed = [f for d in code.deps if (ROOT / str(d.def_path)).is_dir()
+              for f in sorted((ROOT / str(d.def_path)).rglob("*")) if f.is_file()
+              and "__pycache__" not in f.parts
+              and not repo.dvcignore.is_ignored(repo.fs, str(f))]
+    assert any(f.suffix == ".py" for f in hashed)
+    extra = [str(f.relative_to(ROOT)) for f in hashed
+             if f.suffix != ".py" and "templates" not in f.parts]
+    assert not extra, f"the code stage hashes {extra}, which no stage runs: add them to .dvcignore"
+    benches = [f for f in hashed if "bench" in f.parts]
+    assert not benches, f"the code stage hashes the benchmarks {benches}: add them to .dvcignore"
 
 
 def test_a_listing_holds_the_closure_and_changes_only_with_it(tmp_path):

@@ -66,14 +66,14 @@ bench-evaluate: setup
 # DVC's queue against dvc repro (presets/tiny.yaml), Ray's overhead per task, MLflow's time per
 # logged metric on PostgreSQL and SQLite: reports/benchmarks/scaling.md. PostgreSQL is installed
 # (as root) when missing.
-# DVC's own cost per stage: the lock per source file (before the code stage) and per stage.
-bench-dvc: setup
-	$(PY) -m benchmarks.dvc_overhead --old a554416^ --new HEAD
-
 bench-scaling: setup
 	$(PY) -m benchmarks.scaling tracking
 	$(PY) -m benchmarks.scaling ray
 	$(PY) -m benchmarks.scaling queue
+
+# DVC's own cost per stage: the lock per source file (before the code stage) and per stage.
+bench-dvc: setup
+	$(PY) -m benchmarks.dvc_overhead --old a554416^ --new HEAD
 
 # On a CUDA machine with its own python3 (torch, triton, pytest): kernel tests on the GPU and
 # the micro-benchmarks (reports/kernels/latent_bench_cuda.md). Installs nothing.

@@ -138,7 +138,6 @@ def main(old: str = typer.Option("a554416^", help="a commit with the per-file lo
     if repeats < 2:
         sys.exit(f"error: --repeats {repeats}: an interval needs at least 2")
     load_start = os.getloadavg()[0]
-    seconds: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="vaebench-dvc-overhead-") as tmp:
         trees = {"per file": Path(tmp) / "per-file", "per stage": Path(tmp) / "per-stage"}
         revs = {lay: export(rev, trees[lay]) for lay, rev in zip(LAYOUTS, (old, new),
@@ -156,7 +155,7 @@ def main(old: str = typer.Option("a554416^", help="a commit with the per-file lo
             "the stage alone": lambda: timed_run(
                 [sys.executable, "-m", "pipelines.validate"], trees["per stage"],
                 env["per stage"], TIMEOUT_S)}
-        seconds = {name: [] for name in jobs}
+        seconds: dict[str, list[float]] = {name: [] for name in jobs}
         for repeat in range(repeats):
             for name in shuffled(list(jobs), seed + repeat):
                 seconds[name].append(jobs[name]())

@@ -9,7 +9,7 @@ of ``dvc.yaml`` after this one depends on its own file instead of a list of sour
 by hand: a code change reruns this stage (a second), and then exactly the stages whose file
 changed. It also keeps ``dvc.lock`` small: DVC rereads and rewrites the whole lock file around
 every stage it runs, with a pure-Python YAML parser, so one code entry per stage instead of ~25
-shortens that bookkeeping about threefold (``benchmarks/dvc_overhead.py``).
+shortens that bookkeeping (measured by ``benchmarks/dvc_overhead.py``).
 
 This module imports no stage code: adding it changed no stage's closure.
 """

@@ -29,6 +29,7 @@ from benchmarks.services import (
     ROOT,
     Postgres,
     mlflow_server,
+    scratch_code_digest,
     scratch_project,
     timed_run,
 )
@@ -84,29 +85,81 @@ def study_slice(params: str, datasets: list[str]) -> str:
     return yaml.safe_dump(raw, sort_keys=False)
 
 
+MODES = ("dvc repro", "queue, 2 workers")
+HALVES = {"both": MODES, "repro": MODES[:1], "queue": MODES[1:]}
+SETUP = ("params", "reduced", "datasets", "targets", "seeds", "stages")  # what a pair must share
+
+
+def merge_half(saved: dict | None, new: dict, modes: tuple[str, ...]) -> dict:
+    """``new`` (a queue part measuring ``modes``) with the other half kept from ``saved``, the
+    part scaling.json holds, when it measured the same setup (``SETUP``). Each mode keeps its
+    own stamp (``half_stamps``: date, CPU, load, commit, code digest), so that a pair measured
+    in two sessions says so, and is only paired where CPU and code agree (``_pairing``)."""
+    if saved is None or set(modes) == set(MODES):
+        return new
+    differs = [k for k in SETUP if saved.get(k) != new.get(k)]
+    if differs:
+        raise ValueError(f"the saved part measured another setup ({', '.join(differs)} "
+                         "differ); measure both halves (--half both) or move scaling.json's "
+                         "part aside")
+    merged = {**new, "seconds": dict(new["seconds"]), "gemm_probe_us": dict(new["gemm_probe_us"]),
+              "half_stamps": dict(new["half_stamps"])}
+    for mode in MODES:
+        if mode not in modes:
+            merged["seconds"][mode] = saved["seconds"].get(mode, [])
+            merged["gemm_probe_us"][mode] = saved.get("gemm_probe_us", {}).get(mode, [])
+            stamp = saved.get("half_stamps", {}).get(mode)
+            if stamp is None and merged["seconds"][mode]:  # saved before halves had stamps
+                stamp = {k: saved[k] for k in ("date", "cpu", "cores", "load_average_1_5_15")}
+            if stamp is not None:
+                merged["half_stamps"][mode] = stamp
+    merged["repeats"] = min(len(v) for v in merged["seconds"].values())
+    merged["median_seconds"] = {k: statistics.median(v) for k, v in merged["seconds"].items()
+                                if v}
+    return merged
+
+
 @app.command()
 def queue(params: str = "presets/tiny.yaml", repeats: int = 2, reduce: bool = True,
           targets: str = "evaluate evaluate_sweep",
           datasets: str = typer.Option("", help="with --no-reduce: keep only these grid "
                                        "datasets (comma-separated) and no linear cells; saved "
                                        "as its own part, queue_slice; with --no-reduce and no "
-                                       "datasets, the whole study is saved as queue_whole")) -> None:
+                                       "datasets, the whole study is saved as queue_whole"),
+          half: str = typer.Option("both", help="both, repro or queue: with one half, the "
+                                   "other is kept from scaling.json when it measured the same "
+                                   "setup, so that a pair too long for one sitting is "
+                                   "measured in two")) -> None:
     """The study of ``params`` as one queued experiment per seed on 2 workers (1 torch thread
     each), against one `dvc repro` of all seeds (torch's default threads), each from a cold
     start in a fresh copy; both reproduce ``targets`` (the runs; the report is left out)."""
     import yaml
 
+    from vaebench.machine import git_commit
+
+    if half not in HALVES:
+        sys.exit(f"error: --half {half!r} is not one of: {', '.join(HALVES)}")
     kept = [d.strip() for d in datasets.split(",") if d.strip()]
     text = (reduced_study(params) if reduce else study_slice(params, kept) if kept
             else (ROOT / params).read_text())
     seeds = yaml.safe_load(text)["study"]["seeds"]
     stages = targets.split()
-    times: dict[str, list[float]] = {"dvc repro": [], "queue, 2 workers": []}
-    probes: dict[str, list[float]] = {mode: [] for mode in times}
+    modes = HALVES[half]
+    times: dict[str, list[float]] = {mode: [] for mode in modes}
+    probes: dict[str, list[float]] = {mode: [] for mode in modes}
+    stamps: dict[str, dict] = {}
     part = "queue" if reduce else "queue_slice" if kept else "queue_whole"
+    saved = read_json(OUT / "scaling.json").get(part) if (OUT / "scaling.json").exists() else None
+    setup = {"params": params, "reduced": reduce, "datasets": kept, "targets": stages,
+             "seeds": seeds, "stages": _stage_count(text, stages)}
+    if half != "both":
+        merge_half(saved, {**setup, "seconds": {}, "gemm_probe_us": {}, "half_stamps": {}},
+                   modes)  # a setup that differs is refused before hours are spent
     for _ in range(repeats):
-        for mode in times:
+        for mode in modes:
             probes[mode].append(gemm_probe_us())  # the machine's speed as this half starts
+            stamps[mode] = {**_stamp(), "commit": git_commit(ROOT),
+                            "code_digest": scratch_code_digest(text)}
             # the queue's workers linger a few seconds after it empties, writing to .dvc/tmp
             with tempfile.TemporaryDirectory(prefix="vaebench-scaling-",
                                              ignore_cleanup_errors=True) as tmp:
@@ -126,12 +179,11 @@ def queue(params: str = "presets/tiny.yaml", repeats: int = 2, reduce: bool = Tr
                     stop_workers(work)  # vaebench queue has ended them; a failed run may not
             print(mode, f"{times[mode][-1]:.1f} s", flush=True)
             # saved after every half: a session cut short keeps what it measured
-            _save(part, {
-                "params": params, "reduced": reduce, "datasets": kept, "targets": stages,
-                "seeds": seeds, "stages": _stage_count(text, stages),
-                "repeats": len(times["queue, 2 workers"]), "seconds": times,
-                "gemm_probe_us": probes,
-                "median_seconds": {k: statistics.median(v) for k, v in times.items() if v}})
+            _save(part, merge_half(saved, {
+                **setup, "repeats": min(len(v) for v in times.values()), "seconds": times,
+                "gemm_probe_us": probes, "half_stamps": stamps,
+                "median_seconds": {k: statistics.median(v) for k, v in times.items() if v}},
+                modes))
 
 
 GROUP_OF_TARGET = {"evaluate": "grid", "evaluate_sweep": "sweep", "evaluate_linear": "linear"}
@@ -254,27 +306,52 @@ def _where(r: dict) -> str:
     return f"{r['date']}, {r['cpu']}, {r['cores']} cores, load average {load} (1/5/15 min)"
 
 
+def _pairing(r: dict) -> tuple[bool, str]:
+    """Whether the two halves of a queue part may be paired, and a sentence saying how they
+    were measured: in one sitting, or in two on the same CPU model and the same code and
+    parameters (``half_stamps``); halves on different CPUs or code are never paired."""
+    stamps = r.get("half_stamps", {})
+    if not all(stamps.get(mode) for mode in MODES):
+        return True, ""  # one sitting (or one half only)
+    a, b = (stamps[mode] for mode in MODES)
+    if a["cpu"] != b["cpu"]:
+        return False, f"the halves ran on different CPUs ({a['cpu']}; {b['cpu']})"
+    if a.get("code_digest") is None or a.get("code_digest") != b.get("code_digest"):
+        return False, ("the halves ran different code or parameters (scratch-copy digests "
+                       f"{str(a.get('code_digest'))[:12]}, {str(b.get('code_digest'))[:12]})")
+    if (a["date"], a.get("commit")) == (b["date"], b.get("commit")):
+        return True, ""
+    return True, (f"The halves ran in two sittings, `dvc repro` on {a['date']} (commit "
+                  f"{str(a.get('commit'))[:7]}, load average {a['load_average_1_5_15'][0]}) and "
+                  f"the queue on {b['date']} (commit {str(b.get('commit'))[:7]}, load average "
+                  f"{b['load_average_1_5_15'][0]}), on the same CPU model with the same code "
+                  f"and parameters (`scratch_code_digest` {a['code_digest'][:12]}); their GEMM "
+                  "probes tell whether the machine ran at the same speed.")
+
+
 def _queue_section(r: dict) -> list[str]:
     """A queue part of scaling.json as markdown; a part cut short (a half without its pair)
     shows what was measured and says the pair is missing."""
     probes = r.get("gemm_probe_us", {})
+    seconds = {mode: r["seconds"].get(mode, []) for mode in MODES}
     rows = [f"| {k} | " + (f"{r['median_seconds'][k]:.1f}" if v else "not measured")
             + " | " + ", ".join(f"{t:.1f}" for t in v)
             + (" | " + ", ".join(f"{p:.0f}" for p in probes.get(k, [])) if probes else "")
-            + " |" for k, v in r["seconds"].items()]
-    pairs = list(zip(*r["seconds"].values(), strict=False))  # repeats with both halves
+            + " |" for k, v in seconds.items()]
+    pairable, how = _pairing(r)
+    pairs = list(zip(*seconds.values(), strict=False)) if pairable else []  # both halves
     if r.get("reduced"):
         what = (f"`{r['params']}` cut to the vae on digits (2 epochs) and the beta sweep at beta "
                 "1.0 (`benchmarks.scaling.reduced_study`), stages "
                 f"`{' '.join(r['targets'])}` and what they need (not the report): a miniature, "
-                "not the default study (145 stages)")
+                "not the default study")
         title = "## The study on DVC's queue: a miniature"
     else:
         what = (f"`{r['params']}` at its full epochs, sizes and seeds"
                 + (f", the grid cut to {', '.join(r['datasets'])} and no linear cells "
                    "(`benchmarks.scaling.study_slice`)" if r.get("datasets") else "")
                 + f": stages `{' '.join(r['targets'])}` and what they need, "
-                f"{r.get('stages', '?')} train and evaluate stages of the default study's 145")
+                f"{r.get('stages', '?')} train and evaluate stages")
         title = ("## The study on DVC's queue: full-length stages" if r.get("datasets") else
                  "## The whole default study on DVC's queue")
     return [title, "", _where(r) + ".", "",
@@ -290,9 +367,12 @@ def _queue_section(r: dict) -> list[str]:
                 "GEMM probe: the median time of one 128 x 784 x 400 GEMM just before each half "
                 "(`benchmarks.loops.gemm_probe_us`); two halves compare only where their probes "
                 "agree, the machine being a shared VM whose speed drifts.", ""]),
+            *([how, ""] if pairable and how else []),
             ("Ratio dvc repro / queue, repeat by repeat: "
              f"{_spread([a / b for a, b in pairs])}" if pairs else
-             "**No ratio: the pair is incomplete** (the run was cut short; rerun it)")
+             f"**No ratio: {how}**" if not pairable else
+             "**No ratio: the pair is incomplete** (a half is missing: measure it with "
+             "`--half repro` or `--half queue`)")
             + ". On 2 cores the queue can at most halve the wall time, and it pays for its own "
             "costs: each experiment prepares its data, validates and reports on its own, and "
             "the workers' setup (celery, a git copy per experiment) costs seconds"

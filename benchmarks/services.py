@@ -15,6 +15,7 @@ Debian package creates (``runuser``); otherwise as the current user. MLflow conn
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -180,13 +181,34 @@ def project_env(work: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+# What a scratch copy of the project holds: its code folders and its pipeline files.
+SCRATCH_TREES = ("vaebench", "kernels", "pipelines")
+SCRATCH_FILES = ("dvc.yaml", ".dvcignore", ".gitignore")
+_SCRATCH_IGNORE = ("__pycache__", "*.pyc")
+
+
+def scratch_code_digest(params_yaml: str, root: Path = ROOT) -> str:
+    """SHA-256 over what ``scratch_project`` copies from ``root`` (path and bytes of every file
+    but notes, ``*.md``, and the kernel benchmarks, which no stage runs) and ``params_yaml``:
+    two measurements ran the same study on the same code exactly when their digests agree."""
+    digest = hashlib.sha256(params_yaml.encode() + b"\0")
+    files = [p for tree in SCRATCH_TREES for p in (root / tree).rglob("*") if p.is_file()]
+    files += [root / name for name in SCRATCH_FILES]
+    for path in sorted(files):
+        rel = path.relative_to(root).as_posix()
+        if (path.suffix in (".pyc", ".md") or "__pycache__" in path.parts
+                or rel.startswith("kernels/bench/")):
+            continue
+        digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def scratch_project(work: Path, params_yaml: str) -> dict[str, str]:
     """Copy the project's code and dvc.yaml into ``work`` with ``params_yaml`` as params.yaml,
     make it a git repository with one commit and DVC initialised; return its environment."""
-    for name in ("vaebench", "kernels", "pipelines"):
-        shutil.copytree(ROOT / name, work / name,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
+    for name in SCRATCH_TREES:
+        shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns(*_SCRATCH_IGNORE))
+    for name in SCRATCH_FILES:
         shutil.copy(ROOT / name, work / name)
     (work / "params.yaml").write_text(params_yaml)
     env = project_env(work)

@@ -40,7 +40,7 @@ from pathlib import Path
 import typer
 
 from benchmarks.loops import paired_ratio, per_cpu, shuffled
-from benchmarks.services import ROOT, project_env, timed_run
+from benchmarks.services import ROOT, commit_tree, project_env, timed_run
 
 OUT = ROOT / "reports" / "benchmarks"
 LAYOUTS = ("per file", "per stage")
@@ -59,11 +59,7 @@ def export(rev: str, dest: Path) -> str:
     dest.mkdir(parents=True)
     with tarfile.open(fileobj=io.BytesIO(tree)) as tar:
         tar.extractall(dest, filter="data")
-    env = project_env(dest)
-    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "bench@vaebench"],
-                ["git", "config", "user.name", "bench"], ["git", "add", "-A"],
-                ["git", "commit", "-q", "-m", f"export of {rev}"]):
-        subprocess.run(cmd, cwd=dest, env=env, check=True, capture_output=True)
+    commit_tree(dest, project_env(dest), f"export of {rev}")
     return full.stdout.strip()
 
 

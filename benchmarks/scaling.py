@@ -359,7 +359,7 @@ def _queue_section(r: dict) -> list[str]:
             "default threads), against one experiment per seed "
             f"({', '.join(str(s) for s in r['seeds'])}) queued with `dvc exp run --queue "
             "-S study.seeds=[k]` and run by `vaebench queue -j 2` (1 torch thread per "
-            f"worker); {r['repeats']} repeat(s), interleaved; tracking off.", "",
+            f"worker); {max(len(v) for v in seconds.values())} repeat(s), interleaved; tracking off.", "",
             "| how | median wall time (s) | each repeat (s) |"
             + (" GEMM probe as the half started (us) |" if probes else ""),
             "|---|---|---|" + ("---|" if probes else ""), *rows, "",

@@ -212,11 +212,17 @@ def scratch_project(work: Path, params_yaml: str) -> dict[str, str]:
         shutil.copy(ROOT / name, work / name)
     (work / "params.yaml").write_text(params_yaml)
     env = project_env(work)
-    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "scratch@vaebench"],
-                ["git", "config", "user.name", "scratch"], ["dvc", "init", "-q"],
-                ["git", "add", "-A"], ["git", "commit", "-q", "-m", "scratch project"]):
-        subprocess.run(cmd, cwd=work, env=env, check=True, capture_output=True)
+    commit_tree(work, env, "scratch project", ["dvc", "init", "-q"])
     return env
+
+
+def commit_tree(work: Path, env: dict[str, str], message: str, *setup: list[str]) -> None:
+    """Make ``work`` a git repository whose one commit holds every file in it; the ``setup``
+    commands (``dvc init``) run in the new repository before the commit."""
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "scratch@vaebench"],
+                ["git", "config", "user.name", "scratch"], *setup,
+                ["git", "add", "-A"], ["git", "commit", "-q", "-m", message]):
+        subprocess.run(cmd, cwd=work, env=env, check=True, capture_output=True)
 
 
 def timed_run(cmd: list[str], cwd: Path, env: dict[str, str], timeout_s: float) -> float:

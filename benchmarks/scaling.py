@@ -90,6 +90,16 @@ HALVES = {"both": MODES, "repro": MODES[:1], "queue": MODES[1:]}
 SETUP = ("params", "reduced", "datasets", "targets", "seeds", "stages")  # what a pair must share
 
 
+def check_same_setup(saved: dict, new: dict) -> None:
+    """Raise unless ``saved`` and ``new`` (queue parts, or ``new`` a bare setup) measured the
+    same setup (``SETUP``), so that a half of one may be paired with a half of the other."""
+    differs = [k for k in SETUP if saved.get(k) != new.get(k)]
+    if differs:
+        raise ValueError(f"the saved part measured another setup ({', '.join(differs)} "
+                         "differ); measure both halves (--half both) or move scaling.json's "
+                         "part aside")
+
+
 def merge_half(saved: dict | None, new: dict, modes: tuple[str, ...]) -> dict:
     """``new`` (a queue part measuring ``modes``) with the other half kept from ``saved``, the
     part scaling.json holds, when it measured the same setup (``SETUP``). Each mode keeps its
@@ -97,11 +107,7 @@ def merge_half(saved: dict | None, new: dict, modes: tuple[str, ...]) -> dict:
     in two sessions says so, and is only paired where CPU and code agree (``_pairing``)."""
     if saved is None or set(modes) == set(MODES):
         return new
-    differs = [k for k in SETUP if saved.get(k) != new.get(k)]
-    if differs:
-        raise ValueError(f"the saved part measured another setup ({', '.join(differs)} "
-                         "differ); measure both halves (--half both) or move scaling.json's "
-                         "part aside")
+    check_same_setup(saved, new)
     merged = {**new, "seconds": dict(new["seconds"]), "gemm_probe_us": dict(new["gemm_probe_us"]),
               "half_stamps": dict(new["half_stamps"])}
     for mode in MODES:
@@ -152,9 +158,11 @@ def queue(params: str = "presets/tiny.yaml", repeats: int = 2, reduce: bool = Tr
     saved = read_json(OUT / "scaling.json").get(part) if (OUT / "scaling.json").exists() else None
     setup = {"params": params, "reduced": reduce, "datasets": kept, "targets": stages,
              "seeds": seeds, "stages": _stage_count(text, stages)}
-    if half != "both":
-        merge_half(saved, {**setup, "seconds": {}, "gemm_probe_us": {}, "half_stamps": {}},
-                   modes)  # a setup that differs is refused before hours are spent
+    if half != "both" and saved is not None:
+        try:  # refused before hours are spent, not after
+            check_same_setup(saved, setup)
+        except ValueError as err:
+            sys.exit(f"error: --half {half} into {part}: {err}")
     for _ in range(repeats):
         for mode in modes:
             probes[mode].append(gemm_probe_us())  # the machine's speed as this half starts

@@ -27,6 +27,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from fnmatch import fnmatch
 from pathlib import Path
 
 ROLE = "vaebench"
@@ -196,8 +197,9 @@ def scratch_code_digest(params_yaml: str, root: Path = ROOT) -> str:
     files += [root / name for name in SCRATCH_FILES]
     for path in sorted(files):
         rel = path.relative_to(root).as_posix()
-        if (path.suffix in (".pyc", ".md") or "__pycache__" in path.parts
-                or rel.startswith("kernels/bench/")):
+        not_copied = any(fnmatch(part, pattern) for part in path.relative_to(root).parts
+                         for pattern in _SCRATCH_IGNORE)
+        if not_copied or path.suffix == ".md" or rel.startswith("kernels/bench/"):
             continue
         digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()

@@ -124,7 +124,20 @@ def test_the_scratch_digest_follows_the_code_and_params_not_the_notes(tmp_path):
     base = scratch_code_digest("study: {}\n", tmp_path)
     (tmp_path / "kernels" / "README.md").write_text("notes\n")
     (tmp_path / "kernels" / "bench" / "b.py").write_text("y = 2\n")
+    (tmp_path / "vaebench" / "__pycache__").mkdir()  # not copied, so not hashed
+    (tmp_path / "vaebench" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"\0")
     assert scratch_code_digest("study: {}\n", tmp_path) == base
     assert scratch_code_digest("study: {seeds: [0]}\n", tmp_path) != base
     (tmp_path / "pipelines" / "a.py").write_text("x = 2\n")
     assert scratch_code_digest("study: {}\n", tmp_path) != base
+
+
+def test_a_half_of_another_setup_is_refused_before_it_runs():
+    """queue_slice holds params.yaml's digits slice; the tiny preset's is another setup."""
+    cmd = [sys.executable, "-m", "benchmarks.scaling", "queue", "--params", "presets/tiny.yaml",
+           "--no-reduce", "--datasets", "digits", "--half", "queue"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "error: --half queue into queue_slice: the saved part measured another setup (params"), lines

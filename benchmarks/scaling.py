@@ -337,6 +337,26 @@ def _pairing(r: dict) -> tuple[bool, str]:
                   "probes tell whether the machine ran at the same speed.")
 
 
+def _verdict(pairs: list[tuple[float, float]], probes: dict) -> str:
+    """What the paired ratios dvc repro / queue allow one to say: from two repeats up, their
+    geometric mean with its 95% interval and a verdict (the queue is faster when the whole
+    interval lies above 1, slower when below); from one repeat, no verdict, and how far the
+    halves' GEMM probes (the machine's speed as each started) lie apart. One sentence, its
+    full stop left to the caller."""
+    from benchmarks.loops import paired_ratio
+
+    if len(pairs) >= 2:
+        iv = paired_ratio([a for a, _ in pairs], [b for _, b in pairs])
+        verdict = ("the queue is faster" if iv["low"] > 1 else "the queue is slower"
+                   if iv["high"] < 1 else "undecided")
+        return (f" Paired over {iv['n']} repeats: {iv['ratio']:.2f} [{iv['low']:.2f}, "
+                f"{iv['high']:.2f}] (geometric mean, 95% interval): {verdict}")
+    first = [v[0] for v in (probes.get(mode) for mode in MODES) if v]
+    drift = ("" if len(first) < 2 else f"; the halves' GEMM probes lie "
+             f"{abs(first[0] / first[1] - 1):.0%} apart ({first[0]:.0f} and {first[1]:.0f} us)")
+    return f" One repeat per half: a single ratio without an interval, so no verdict is drawn{drift}"
+
+
 def _queue_section(r: dict) -> list[str]:
     """A queue part of scaling.json as markdown; a part cut short (a half without its pair)
     shows what was measured and says the pair is missing."""
@@ -377,7 +397,7 @@ def _queue_section(r: dict) -> list[str]:
                 "agree, the machine being a shared VM whose speed drifts.", ""]),
             *([how, ""] if pairable and how else []),
             ("Ratio dvc repro / queue, repeat by repeat: "
-             f"{_spread([a / b for a, b in pairs])}" if pairs else
+             f"{', '.join(f'{a / b:.2f}' for a, b in pairs)}.{_verdict(pairs, probes)}" if pairs else
              f"**No ratio: {how}**" if not pairable else
              "**No ratio: the pair is incomplete** (a half is missing: measure it with "
              "`--half repro` or `--half queue`)")

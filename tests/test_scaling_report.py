@@ -141,3 +141,16 @@ def test_a_half_of_another_setup_is_refused_before_it_runs():
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
         "error: --half queue into queue_slice: the saved part measured another setup (params"), lines
+
+
+def test_a_ratio_gets_a_verdict_only_from_an_interval():
+    """One repeat per half: a ratio, no verdict, and the probes' drift named; two and more:
+    the paired interval decides, and a straddling one is undecided."""
+    one = "\n".join(scaling._queue_section(_part([5095.0], [5010.0], probes=True)))
+    assert "repeat by repeat: 1.02. One repeat per half: a single ratio without an interval, " \
+           "so no verdict is drawn; the halves' GEMM probes lie 4% apart (250 and 260 us). " in one
+    faster = "\n".join(scaling._queue_section(_part([600.0, 620.0, 610.0], [500.0, 505.0, 498.0],
+                                                     probes=False)))
+    assert "Paired over 3 repeats: 1.22 [1.18, 1.26]" in faster and ": the queue is faster." in faster
+    straddle = "\n".join(scaling._queue_section(_part([600.0, 400.0], [500.0, 500.0], probes=False)))
+    assert ": undecided." in straddle

@@ -24,6 +24,13 @@ wholly below, undecided otherwise (``benchmarks.loops``, as the training benchma
 stable numbers; the table records the count). On the CPU every backend is skipped above
 2**27 sample elements (the n_samples=50 cases of the two largest sizes: minutes per case and
 gigabytes of temporaries); skipped cases are listed.
+
+Where the time goes: on the CPU, each forward case from the target sizes up also times the
+draw of eps alone, interleaved with the backends (mode ``draw``): ``torch.randn`` for the
+baseline, and for ``compile`` its own graph of Philox-4x32-10 and Box-Muller writing eps (the
+stream every backend draws, ``kernels/compiled.py``). For each target not met, the report sets
+the backend's time beside its draw, the baseline's draw and the memory floor (minimal bytes at
+copy bandwidth), so a reader sees whether the draw alone already exceeds the target's time.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ import pytest
 import torch
 
 import kernels
+from kernels import compiled
 from benchmarks.loops import interval_verdict, paired_ratio, per_cpu
 from vaebench.io import atomic_write_text
 from vaebench.machine import cpu_model
@@ -55,6 +63,13 @@ DTYPE = torch.float32
 SIZES = [(256, 32), (4096, 64), (65536, 128), (65536, 256)]
 N_SAMPLES = [1, 5, 50]
 MODES = ["fwd", "fwd+bwd"]
+DRAW = "draw"  # eps alone, timed within each CPU case from the target sizes up
+DRAW_BACKENDS = () if CUDA else ("torch", "compile")
+
+
+def draw_mode(mode: str) -> str:
+    """The mode of a draw row timed within a ``mode`` case: ``draw (fwd)``."""
+    return f"{DRAW} ({mode})"
 BACKENDS = ["torch", "eager", "compile"] + (["triton"] if CUDA else [])
 
 # CPU limits on S * N * D per backend (no limits on CUDA).
@@ -85,7 +100,26 @@ def minimal_bytes(n: int, d: int, n_samples: int, mode: str, elem_bytes: int = 4
     m = n * d
     forward = 2 * m * elem_bytes + n_samples * m * elem_bytes + 4 * n
     backward = n_samples * m * elem_bytes + 4 * n + 4 * m * elem_bytes
+    if mode.startswith(DRAW):
+        return n_samples * m * elem_bytes  # writes eps
     return forward if mode == "fwd" else forward + backward
+
+
+def compile_draw(like, key, n_samples_p2: int, row_stride: int):
+    """eps (S, N, D) alone, as the compile backend draws it inside its forward graph
+    (``kernels.compiled._eps``; arguments as its forwards take them)."""
+    n, d = like.shape
+    return compiled._eps((n_samples_p2 - 2, n, d), key, row_stride, like.device, like.dtype)
+
+
+def _make_draw(backend: str, n: int, d: int, n_samples: int):
+    """A no-argument callable drawing the (S, N, D) noise of ``backend`` and nothing else."""
+    if backend == "torch":
+        return lambda: torch.randn((n_samples, n, d), device=DEVICE, dtype=DTYPE)
+    like = torch.empty(n, d, device=DEVICE, dtype=DTYPE)
+    key = compiled._key(1, 0, DEVICE)
+    fn = compiled._compiled_fn("bench_compile_draw", compile_draw)
+    return lambda: fn(like, key, n_samples + 2, n * d)
 
 
 def _plain_torch(mu, logvar, n_samples):
@@ -143,7 +177,8 @@ def _rounds(step, least: int = MIN_ROUNDS) -> int:
 def interleaved(steps: dict[str, object]) -> dict[str, list[float]]:
     """Seconds per call of each step, the steps run round by round in rotating order; each
     step runs its own number of rounds (``_rounds``) and drops out when it has them."""
-    rounds = {name: _rounds(step, COMPARED_MIN_ROUNDS if name in COMPARED else MIN_ROUNDS)
+    rounds = {name: _rounds(step, COMPARED_MIN_ROUNDS if name.split(" ")[0] in COMPARED
+                            else MIN_ROUNDS)
               for name, step in steps.items()}
     times: dict[str, list[float]] = {name: [] for name in steps}
     names = list(steps)
@@ -218,10 +253,11 @@ def evaluate_targets(results: list[dict], copy_gbs: float, cuda: bool) -> list[d
                                else None)
         row["target"], row["met"] = "", ""
         big = r["N"] * r["D"]
-        if not cuda and r["backend"] == "compile" and big >= CPU_TARGET["min_elements"]:
+        if not cuda and r["backend"] == "compile" and r["mode"] in MODES \
+                and big >= CPU_TARGET["min_elements"]:
             need = (CPU_TARGET["big_over_torch"] if (r["N"], r["D"]) == CPU_TARGET["big_shape"]
                     else CPU_TARGET["over_torch"])
-            row["target"] = f"compile >= {need:g}x torch"
+            row["target"], row["need"] = f"compile >= {need:g}x torch", need
             row["met"] = ("n/a (torch skipped)" if not base["torch"] else
                           interval_verdict(row["torch_paired"], need, at_least=True))
         if cuda and r["backend"] == "triton" and r["mode"] == "fwd+bwd" \
@@ -236,6 +272,64 @@ def evaluate_targets(results: list[dict], copy_gbs: float, cuda: bool) -> list[d
             row["met"] = _all(checks)
         rows.append(row)
     return rows
+
+
+def time_breakdown(rows: list[dict]) -> list[dict]:
+    """For each target row not met whose case has draw rows: the backend's time, the target's
+    time (torch's over the speed-up asked), its draw of eps alone and torch.randn's, the
+    memory floor, and ``reach``: torch's whole op over the backend's draw alone, paired round
+    by round: when even that lies wholly below the speed-up asked, the draw alone rules the
+    target out; when it clears it, the draw leaves room (pure)."""
+    out = []
+    for r in rows:
+        if not r["target"] or r["met"] == "met" or r["mode"] not in MODES:
+            continue
+        key = (r["N"], r["D"], r["S"])
+        torch_op = _lookup(rows, "torch", *key, r["mode"])
+        draw = _lookup(rows, r["backend"], *key, draw_mode(r["mode"]))
+        torch_draw = _lookup(rows, "torch", *key, draw_mode(r["mode"]))
+        if not (torch_op and draw and torch_draw):
+            continue
+        need = r["need"]
+        reach = speedup(draw, torch_op)
+        out.append({"case": f"{r['backend']} {r['N']}x{r['D']} S={r['S']} {r['mode']}",
+                    "need": need, "op_s": r["median_s"], "torch_s": torch_op["median_s"],
+                    "target_s": torch_op["median_s"] / need, "draw_s": draw["median_s"],
+                    "torch_draw_s": torch_draw["median_s"],
+                    "memory_s": r["median_s"] * r["copy_fraction"],  # bytes / copy bandwidth
+                    "reach": reach, "draw": {"missed": "rules the target out", "met":
+                                             "leaves room"}.get(
+                        interval_verdict(reach, need, at_least=True), "undecided")})
+    return out
+
+
+def render_breakdown(items: list[dict]) -> list[str]:
+    if not items:
+        return []
+    head = ["case", "target", "its time ms", "target time ms", "its draw alone ms (share)",
+            "torch.randn alone ms (share of torch)", "memory floor ms",
+            "torch's op over its draw alone, paired", "the draw alone"]
+    lines = ["", "Where the time goes, for each target not met: the backend's median time; the "
+             "time the target asks for (torch's median over the speed-up); the backend's draw "
+             "of eps alone (the Philox-4x32-10 and Box-Muller stream every backend shares), "
+             "timed in the same case, and its share of the backend's time; torch.randn alone "
+             "and its share of torch's time; the memory floor (minimal bytes at copy "
+             "bandwidth); and torch's whole op over the backend's draw alone, paired round by "
+             "round. When that interval lies wholly below the speed-up asked, the draw alone "
+             "rules the target out: no fusion of the rest reaches it without a faster "
+             "generator of the same stream; when it clears it, the draw leaves room and the "
+             "rest of the op is what misses.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    def ms(seconds: float) -> str:
+        return _fmt(1e3 * seconds, ".1f")
+
+    for b in items:
+        lines.append("| " + " | ".join([
+            b["case"], f">= {b['need']:g}x torch", ms(b["op_s"]), ms(b["target_s"]),
+            f"{ms(b['draw_s'])} ({b['draw_s'] / b['op_s']:.0%})",
+            f"{ms(b['torch_draw_s'])} ({b['torch_draw_s'] / b['torch_s']:.0%})",
+            ms(b["memory_s"]), _interval(b["reach"]), b["draw"]]) + " |")
+    return lines
 
 
 def _fmt(x: float, spec: str) -> str:
@@ -276,6 +370,7 @@ def render_markdown(rows: list[dict], meta: dict, skipped: list[str]) -> str:
     lines += ["", f"Targets met: {verdicts.count('met')} of {len(verdicts)} "
               f"({verdicts.count('missed')} missed, {verdicts.count('undecided')} undecided, "
               f"{sum(v not in counted for v in verdicts)} not measurable)."]
+    lines += render_breakdown(time_breakdown(rows))
     if skipped:
         lines += ["", "Skipped cases:", ""] + [f"- {s}" for s in skipped]
     return "\n".join(lines) + "\n"
@@ -361,10 +456,15 @@ def test_reparameterize_kl(benchmark, n, d, n_samples, mode):
         steps[backend] = _make_step(backend, n, d, n_samples, mode)
     if not steps:
         pytest.skip("over the CPU size limit for every backend")
+    if n * d >= CPU_TARGET["min_elements"]:
+        for backend in DRAW_BACKENDS:
+            if backend in steps:
+                steps[f"{backend} {draw_mode(mode)}"] = _make_draw(backend, n, d, n_samples)
     benchmark.group = f"{n}x{d} S={n_samples} {mode}"
     times = benchmark.pedantic(interleaved, args=(steps,), rounds=1, iterations=1)
-    for backend, ts in times.items():
-        RESULTS.append({"backend": backend, "N": n, "D": d, "S": n_samples, "mode": mode,
-                        "median_s": statistics.median(ts), "min_s": min(ts),
-                        "rounds": len(ts), "times_s": ts,
-                        "bytes": minimal_bytes(n, d, n_samples, mode)})
+    for name, ts in times.items():
+        backend, _, row_mode = name.partition(" ")
+        RESULTS.append({"backend": backend, "N": n, "D": d, "S": n_samples,
+                        "mode": row_mode or mode, "median_s": statistics.median(ts),
+                        "min_s": min(ts), "rounds": len(ts), "times_s": ts,
+                        "bytes": minimal_bytes(n, d, n_samples, row_mode or mode)})

@@ -115,3 +115,51 @@ def test_interleaved_rounds_rotate_and_stop(bench, monkeypatch):
     times = bench.interleaved({"a": a, "b": b})
     assert {k: len(v) for k, v in times.items()} == {"a": 2, "b": 4}
     assert calls == ["a", "b", "b", "a", "b", "b"]  # rotating order, a drops out after 2
+
+
+def test_the_compile_draw_is_the_stream_its_backend_draws(bench):
+    """The draw timed alone is the eps the backends use: with mu = 0 and logvar = 0, z is eps
+    (eager backend: the same Philox-4x32-10 stream bit for bit)."""
+    import torch
+
+    import kernels
+    from kernels import compiled
+
+    n, d, s = 3, 5, 4
+    zeros = torch.zeros(n, d)
+    eps = bench.compile_draw(zeros, compiled._key(1, 0, zeros.device), s + 2, n * d)
+    z = kernels.reparameterize(zeros, zeros, s, seed=1, backend="eager")
+    assert eps.shape == (s, n, d) and torch.equal(eps, z)
+    assert bench.minimal_bytes(n, d, s, bench.draw_mode("fwd")) == 4 * s * n * d
+
+
+def test_where_the_time_goes_names_a_draw_that_rules_a_target_out(bench):
+    """Torch's whole op over the backend's draw alone, paired: below the speed-up asked,
+    the draw rules the target out; above it, the draw leaves room; met targets, draw rows and
+    cases without draws get no line."""
+    big, small = (65536, 128, 5), (4096, 64, 1)
+    noise = (1.0, 1.02, 0.98, 1.01, 0.99, 1.0, 1.03, 0.97)
+    results = [_row("torch", *big, "fwd", 0.8, noise), _row("compile", *big, "fwd", 0.54),
+               _row("torch", *big, "draw (fwd)", 0.44), _row("compile", *big, "draw (fwd)", 0.47),
+               _row("torch", *big, "fwd+bwd", 0.9, noise), _row("compile", *big, "fwd+bwd", 0.6),
+               _row("torch", *small, "fwd", 1.0, noise), _row("compile", *small, "fwd", 1.1),
+               _row("torch", *small, "draw (fwd)", 0.4), _row("compile", *small, "draw (fwd)", 0.3),
+               _row("torch", 4096, 64, 5, "fwd", 1.0), _row("compile", 4096, 64, 5, "fwd", 0.5),
+               _row("torch", 4096, 64, 5, "draw (fwd)", 0.4),
+               _row("compile", 4096, 64, 5, "draw (fwd)", 0.3)]
+    rows = bench.evaluate_targets(results, 2.0, False)
+    assert all(r["target"] == "" for r in rows if r["mode"].startswith("draw"))
+    items = {b["case"]: b for b in bench.time_breakdown(rows)}
+    # 65536x128 S=5 fwd: 0.8 / 0.47 = 1.7x < 2x asked; fwd+bwd has no draws; 4096x64 S=5 met
+    assert set(items) == {"compile 65536x128 S=5 fwd", "compile 4096x64 S=1 fwd"}
+    out = items["compile 65536x128 S=5 fwd"]
+    assert out["draw"] == "rules the target out"
+    assert out["target_s"] == pytest.approx(0.4) and out["reach"]["ratio"] == pytest.approx(
+        0.8 / 0.47, rel=0.02)
+    assert out["memory_s"] == pytest.approx(1e9 / 2e9)  # bytes at copy bandwidth
+    room = items["compile 4096x64 S=1 fwd"]  # 1.0 / 0.3 = 3.3x >= 1x: the rest misses
+    assert room["draw"] == "leaves room"
+    md = bench.render_markdown(rows, {"kind": "cpu"}, [])
+    assert ("| compile 65536x128 S=5 fwd | >= 2x torch | 540.0 | 400.0 | 470.0 (87%) | "
+            "440.0 (55%) | 500.0 |") in md
+    assert "rules the target out |" in md and "leaves room |" in md

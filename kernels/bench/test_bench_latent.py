@@ -47,8 +47,8 @@ import pytest
 import torch
 
 import kernels
-from kernels import compiled
 from benchmarks.loops import interval_verdict, paired_ratio, per_cpu
+from kernels import compiled
 from vaebench.io import atomic_write_text
 from vaebench.machine import cpu_model
 

@@ -25,12 +25,13 @@ stable numbers; the table records the count). On the CPU every backend is skippe
 2**27 sample elements (the n_samples=50 cases of the two largest sizes: minutes per case and
 gigabytes of temporaries); skipped cases are listed.
 
-Where the time goes: on the CPU, each forward case from the target sizes up also times the
-draw of eps alone, interleaved with the backends (mode ``draw``): ``torch.randn`` for the
-baseline, and for ``compile`` its own graph of Philox-4x32-10 and Box-Muller writing eps (the
-stream every backend draws, ``kernels/compiled.py``). For each target not met, the report sets
-the backend's time beside its draw, the baseline's draw and the memory floor (minimal bytes at
-copy bandwidth), so a reader sees whether the draw alone already exceeds the target's time.
+Where the time goes: on the CPU, each case from the target sizes up also times the draw of
+eps alone, interleaved with the backends (mode ``draw (fwd)`` or ``draw (fwd+bwd)``):
+``torch.randn`` for the baseline, and for ``compile`` its own graph of Philox-4x32-10 and
+Box-Muller writing eps (the stream every backend draws, ``kernels/compiled.py``). For each
+target not met, the report sets the backend's time beside its draw, the baseline's draw and
+the memory floor (minimal bytes at copy bandwidth), so a reader sees whether the draw alone
+already exceeds the target's time.
 """
 
 from __future__ import annotations
@@ -63,14 +64,9 @@ DTYPE = torch.float32
 SIZES = [(256, 32), (4096, 64), (65536, 128), (65536, 256)]
 N_SAMPLES = [1, 5, 50]
 MODES = ["fwd", "fwd+bwd"]
+BACKENDS = ["torch", "eager", "compile"] + (["triton"] if CUDA else [])
 DRAW = "draw"  # eps alone, timed within each CPU case from the target sizes up
 DRAW_BACKENDS = () if CUDA else ("torch", "compile")
-
-
-def draw_mode(mode: str) -> str:
-    """The mode of a draw row timed within a ``mode`` case: ``draw (fwd)``."""
-    return f"{DRAW} ({mode})"
-BACKENDS = ["torch", "eager", "compile"] + (["triton"] if CUDA else [])
 
 # CPU limits on S * N * D per backend (no limits on CUDA).
 CPU_MAX_ELEMENTS = {"eager": 1 << 27, "compile": 1 << 27, "torch": 1 << 27}
@@ -93,6 +89,11 @@ BYTES_FORMULA = ("bytes (b = bytes per input element, M = N*D): forward reads mu
                  "and writes z and kl: 2*M*b + S*M*b + 4*N; backward reads grad_z, grad_kl, "
                  "mu and logvar and writes grad_mu and grad_logvar: S*M*b + 4*N + 4*M*b; "
                  "fwd+bwd is the sum; copy bandwidth counts read + write of the copied bytes")
+
+
+def draw_mode(mode: str) -> str:
+    """The mode of a draw row timed within a ``mode`` case: ``draw (fwd)``."""
+    return f"{DRAW} ({mode})"
 
 
 def minimal_bytes(n: int, d: int, n_samples: int, mode: str, elem_bytes: int = 4) -> int:
@@ -320,6 +321,7 @@ def render_breakdown(items: list[dict]) -> list[str]:
              "generator of the same stream; when it clears it, the draw leaves room and the "
              "rest of the op is what misses.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
     def ms(seconds: float) -> str:
         return _fmt(1e3 * seconds, ".1f")
 

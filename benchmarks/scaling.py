@@ -24,7 +24,7 @@ from pathlib import Path
 
 import typer
 
-from benchmarks.loops import gemm_probe_us
+from benchmarks.loops import gemm_probe_us, paired_ratio
 from benchmarks.services import (
     ROOT,
     Postgres,
@@ -343,8 +343,6 @@ def _verdict(pairs: list[tuple[float, float]], probes: dict) -> str:
     interval lies above 1, slower when below); from one repeat, no verdict, and how far the
     halves' GEMM probes (the machine's speed as each started) lie apart. One sentence, its
     full stop left to the caller."""
-    from benchmarks.loops import paired_ratio
-
     if len(pairs) >= 2:
         iv = paired_ratio([a for a, _ in pairs], [b for _, b in pairs])
         verdict = ("the queue is faster" if iv["low"] > 1 else "the queue is slower"

@@ -67,6 +67,8 @@ MODES = ["fwd", "fwd+bwd"]
 BACKENDS = ["torch", "eager", "compile"] + (["triton"] if CUDA else [])
 DRAW = "draw"  # eps alone, timed within each CPU case from the target sizes up
 DRAW_BACKENDS = () if CUDA else ("torch", "compile")
+# torch's whole op over a backend's draw alone, against the speed-up a target asks for
+DRAW_VERDICTS = {"missed": "rules the target out", "met": "leaves room", "undecided": "undecided"}
 
 # CPU limits on S * N * D per backend (no limits on CUDA).
 CPU_MAX_ELEMENTS = {"eager": 1 << 27, "compile": 1 << 27, "torch": 1 << 27}
@@ -298,9 +300,8 @@ def time_breakdown(rows: list[dict]) -> list[dict]:
                     "target_s": torch_op["median_s"] / need, "draw_s": draw["median_s"],
                     "torch_draw_s": torch_draw["median_s"],
                     "memory_s": r["median_s"] * r["copy_fraction"],  # bytes / copy bandwidth
-                    "reach": reach, "draw": {"missed": "rules the target out", "met":
-                                             "leaves room"}.get(
-                        interval_verdict(reach, need, at_least=True), "undecided")})
+                    "reach": reach,
+                    "draw": DRAW_VERDICTS[interval_verdict(reach, need, at_least=True)]})
     return out
 
 

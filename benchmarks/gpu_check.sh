@@ -23,10 +23,23 @@ print("device", torch.cuda.get_device_name(), "| torch", torch.__version__,
       "| triton", triton.__version__, "| python", platform.python_version())
 PYEOF
 [ "${PIPESTATUS[0]}" = 0 ] || exit 1
-"$PY" -m pytest tests/kernels -q -p no:cacheprovider 2>&1 | tee "$out/gpu_tests.log"
+# Optional caps in seconds (a lent GPU has minutes): GPU_CHECK_TESTS_S, GPU_CHECK_BENCH_S,
+# GPU_CHECK_PRESET_S. SIGINT lets pytest finish its session, so the table of the cases run so
+# far is still written. 0 (the default) means no cap.
+cap() { timeout -s INT -k 20 "${1:-0}" "${@:2}"; }
+cap "${GPU_CHECK_TESTS_S:-0}" "$PY" -m pytest tests/kernels -q -p no:cacheprovider 2>&1 \
+  | tee "$out/gpu_tests.log"
 tests=${PIPESTATUS[0]}
-"$PY" -m pytest kernels/bench --benchmark-only -q -p no:cacheprovider 2>&1 | tee "$out/gpu_bench.log"
+cap "${GPU_CHECK_BENCH_S:-0}" "$PY" -m pytest kernels/bench --benchmark-only -q \
+  -p no:cacheprovider 2>&1 | tee "$out/gpu_bench.log"
 bench=${PIPESTATUS[0]}
+# The draw alone (benchmarks/gpu_draw.py): the kernels' stream against the write floor.
+cap "${GPU_CHECK_BENCH_S:-0}" "$PY" benchmarks/gpu_draw.py 2>&1 | tee "$out/gpu_draw.log"
+draw=${PIPESTATUS[0]}
+if [ "$out" != reports/kernels ]; then  # the table first: the steps below may run out of time
+  cp reports/kernels/latent_bench_cuda.md reports/kernels/latent_bench_cuda.csv \
+    reports/kernels/gpu_draw_cuda.md "$out/" 2>/dev/null
+fi
 # A few steps of presets/gpu.yaml on the GPU, in a scratch folder: dSprites (rendered here, no
 # download), one conv VAE trained on CUDA with the Triton backend, and its evaluation (CPU).
 # Needs the project's own dependencies for $PY (pip install -e .); skipped without them.
@@ -40,25 +53,24 @@ else
 "$PY" - "$work/params.yaml" <<'PYEOF' 2>&1 | tee "$out/gpu_preset.log"
 import os, sys, yaml
 raw = yaml.safe_load(open("presets/gpu.yaml"))
-raw["study"].update(models=["vae"], datasets=["dsprites"], seeds=[0], linear_datasets=[],
+raw["study"].update(models=["vae"], datasets=["dsprites"], seeds=[0], linear=[],
                     device=os.environ.get("GPU_PRESET_DEVICE", "cuda"))
 raw["data"] = {"dsprites": {"n_samples": 20000}, "linear-gaussian": {}}
 raw["train"]["vae"].update(epochs=2, min_steps=0)
 raw["sweep"]["betas"] = [1.0]
+raw.setdefault("gradients", {})["dataset"] = "dsprites"  # the one data block made here
 raw["evaluate"].update(elbo_points=500, iw_k=50, iw_ks=[1, 5, 50], iw_points=200,
                        mi_points=500, disentanglement_points=1000)
 yaml.safe_dump(raw, open(sys.argv[1], "w"), sort_keys=False)
 PYEOF
 for step in "data dsprites" "train vae dsprites --seed 0" "evaluate vae dsprites --seed 0"; do
-  VAEBENCH_ROOT="$work" VAEBENCH_NO_TRACK=1 "$PY" -m pipelines.${step%% *} ${step#* } \
+  VAEBENCH_ROOT="$work" VAEBENCH_NO_TRACK=1 cap "${GPU_CHECK_PRESET_S:-0}" \
+    "$PY" -m pipelines.${step%% *} ${step#* } \
     --params "$work/params.yaml" 2>&1 | tee -a "$out/gpu_preset.log"
   [ "${PIPESTATUS[0]}" = 0 ] || { preset=1; break; }
 done
 cp "$work/runs/vae-dsprites/seed0/train/train.json" "$out/gpu_preset_train.json" 2>/dev/null
 fi
 rm -rf "$work"
-if [ "$out" != reports/kernels ]; then
-  cp reports/kernels/latent_bench_cuda.md reports/kernels/latent_bench_cuda.csv "$out/" 2>/dev/null
-fi
-echo "kernel tests exit $tests, benchmarks exit $bench, presets/gpu.yaml steps exit $preset"
-exit $(( tests != 0 || bench != 0 || preset != 0 ))
+echo "kernel tests exit $tests, benchmarks exit $bench, draw exit $draw, presets/gpu.yaml steps exit $preset"
+exit $(( tests != 0 || bench != 0 || draw != 0 || preset != 0 ))

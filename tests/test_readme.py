@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CONSTANTS = {"3.11": "the least Python version", "0.05": "the level of the comparisons (α)"}
 NUMBER = re.compile(r"(?<![\w.\-/=])\d+\.\d+(?![\w.])")
-CITED = re.compile(r"reports/[\w./-]+\.(?:md|json|csv|html)")
+CITED = re.compile(r"reports/[\w./-]+\.(?:md|json|csv|html|log|txt)")
 
 
 def unsourced(readme: str, root: Path) -> dict[str, list[str]]:

@@ -55,6 +55,7 @@ planted-bugs: setup
 
 bench-kernels: setup
 	$(PY) -m pytest kernels/bench -q --benchmark-only
+	$(PY) -m benchmarks.draw_streams
 
 bench-train: setup
 	$(PY) -m benchmarks.train_throughput

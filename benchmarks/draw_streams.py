@@ -1,0 +1,158 @@
+"""Two Philox streams for eps on the CPU, timed in one run: would four normals per call pay?
+
+The latent kernels draw eps at flat position i as ``tl.randn(seed, i)``: one whole
+Philox-4x32-10 call per normal, keeping 2 of its 4 words and 1 of the 2 Box-Muller outputs
+(``kernels/compiled.py``, ``kernels.reference``). Triton's ``randn4x`` keeps all four words and
+both outputs of two Box-Muller pairs: a quarter of the Philox work per normal and half the
+logarithms and square roots. Changing the stream changes every eps of every backend and the
+study, so before that this script measures what it would buy on the CPU, at the kernel
+benchmark's case whose forward target the draw rules out (65536 x 128, S = 5;
+``reports/kernels/latent_bench_cpu-<vendor>.md``):
+
+- ``torch.randn``: plain PyTorch's draw, the baseline of the kernel targets;
+- ``randn (compile)``: the compile backend's own draw graph (``kernels.compiled._eps``);
+- ``randn4x (compile)``: the same Philox rounds and Box-Muller written for four normals per
+  counter, compiled with the same options.
+
+The three run interleaved, round by round in rotating order, one torch thread; each ratio is
+paired round by round (geometric mean, 95% t-interval). Before timing, the randn4x graph is
+checked against a float64 Box-Muller of ``kernels.reference.philox4x32``'s four words. Run:
+``python -m benchmarks.draw_streams``; writes ``reports/kernels/draw_streams-<vendor>.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.loops import paired_ratio, per_cpu
+from kernels import compiled, reference
+from vaebench.io import atomic_write_text
+from vaebench.machine import cpu_model
+
+N, D, S = 65536, 128, 5
+ROUNDS = 12
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def philox_all_words(c0, c1, k0, k1):
+    """All four output words of Philox-4x32-10 for counters (c0, c1, 0, 0), written as
+    ``compiled.philox_words`` writes the first two (valid in their low 32 bits)."""
+    c2 = c3 = 0
+    for _ in range(reference.PHILOX_ROUNDS):
+        p0 = (c0 & reference.MASK32) * reference.PHILOX_M0
+        p1 = (c2 & reference.MASK32) * reference.PHILOX_M1
+        c0, c1, c2, c3 = (compiled._xor(compiled._xor(p1 >> 32, c1), k0), p1,
+                          compiled._xor(compiled._xor(p0 >> 32, c3), k1), p0)
+        k0 = (k0 + reference.PHILOX_W0) & reference.MASK32
+        k1 = (k1 + reference.PHILOX_W1) & reference.MASK32
+    return c0, c1, c2, c3
+
+
+def eps4x(numel: int, key: torch.Tensor) -> torch.Tensor:
+    """``numel`` normals, four per Philox counter: counter g gives positions 4g .. 4g + 3,
+    r cos and r sin of Box-Muller on words (0, 1), then on words (2, 3)."""
+    groups = -(-numel // 4)
+    counter = torch.arange(groups, dtype=torch.int64) + key[2]
+    words = philox_all_words(counter & reference.MASK32, counter >> 32, key[0], key[1])
+    u = [compiled.uniform_from_word(w) for w in words]
+    r01 = torch.sqrt(-2.0 * torch.log(torch.clamp_min(u[0], reference.UNIFORM_FLOOR)))
+    r23 = torch.sqrt(-2.0 * torch.log(torch.clamp_min(u[2], reference.UNIFORM_FLOOR)))
+    t01, t23 = reference.TWO_PI * u[1], reference.TWO_PI * u[3]
+    out = torch.stack([r01 * torch.cos(t01), r01 * torch.sin(t01),
+                       r23 * torch.cos(t23), r23 * torch.sin(t23)], dim=-1)
+    return out.reshape(-1)[:numel]
+
+
+def eps4x_float64(numel: int, seed: int) -> torch.Tensor:
+    """The same stream from ``reference.philox4x32``'s words, Box-Muller in float64."""
+    k0, k1 = reference.philox_key(seed)
+    counter = torch.arange(-(-numel // 4), dtype=torch.int64)
+    words = reference.philox4x32(counter & reference.MASK32, counter >> 32, k0, k1)
+    u = [reference.uniform_from_bits(w).double() for w in words]
+    r01 = torch.sqrt(-2.0 * torch.log(torch.clamp_min(u[0], reference.UNIFORM_FLOOR)))
+    r23 = torch.sqrt(-2.0 * torch.log(torch.clamp_min(u[2], reference.UNIFORM_FLOOR)))
+    out = torch.stack([r01 * torch.cos(2 * math.pi * u[1]), r01 * torch.sin(2 * math.pi * u[1]),
+                       r23 * torch.cos(2 * math.pi * u[3]), r23 * torch.sin(2 * math.pi * u[3])],
+                      dim=-1)
+    return out.reshape(-1)[:numel]
+
+
+def draws(seed: int = 1) -> dict[str, object]:
+    """Name -> a no-argument callable drawing S x N x D normals."""
+    like = torch.empty(N, D)
+    key = compiled._key(seed, 0, like.device)
+    randn = compiled._compiled_fn("bench_compile_draw", compiled._eps)
+    four = torch.compile(eps4x, dynamic=True, fullgraph=True, options=compiled._OPTIONS)
+    return {"torch.randn": lambda: torch.randn(S, N, D),
+            "randn (compile)": lambda: randn((S, N, D), key, N * D, like.device, like.dtype),
+            "randn4x (compile)": lambda: four(S * N * D, key)}
+
+
+def check(seed: int = 1, numel: int = 4099, compile: bool = True) -> float:
+    """Largest |randn4x - float64 reference| over ``numel`` draws, of the compiled graph (or,
+    with ``compile=False``, of ``eps4x`` run eagerly); stops above 1e-5."""
+    key = compiled._key(seed, 0, torch.device("cpu"))
+    four = (torch.compile(eps4x, dynamic=True, fullgraph=True, options=compiled._OPTIONS)
+            if compile else eps4x)
+    err = (four(numel, key).double() - eps4x_float64(numel, seed)).abs().max().item()
+    if not err < 1e-5:
+        raise SystemExit(f"error: the randn4x graph is off the float64 reference by {err:.3g}")
+    return err
+
+
+def interleaved(fns: dict[str, object], rounds: int) -> dict[str, list[float]]:
+    names = list(fns)
+    for fn in fns.values():  # compile, warm up
+        fn()
+        fn()
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            t0 = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def render(times: dict[str, list[float]], meta: dict[str, str], err: float) -> str:
+    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    lines = ["# Two Philox streams for eps on the CPU (`benchmarks/draw_streams.py`)", ""]
+    lines += [f"- {k}: {v}" for k, v in meta.items()]
+    lines += [f"- check: randn4x (compile) within {err:.2g} of its float64 reference", "",
+              f"{S} x {N} x {D} float32 normals per draw, {ROUNDS} interleaved rounds. "
+              "'over this row' is the row's paired speed-up: the other draw's time over this "
+              "row's, round by round, geometric mean [95% t-interval].", "",
+              "| draw | median ms | torch.randn over this | randn (compile) over this |",
+              "|---|---|---|---|"]
+    for name, ts in times.items():
+        cells = []
+        for base in ("torch.randn", "randn (compile)"):
+            iv = paired_ratio(times[base], ts)
+            cells.append(f"{iv['ratio']:.2f} [{iv['low']:.2f}, {iv['high']:.2f}]")
+        lines.append(f"| {name} | {med[name] * 1e3:.1f} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    err = check()
+    load = os.getloadavg()[0]
+    times = interleaved(draws(), ROUNDS)
+    meta = {"date": dt.datetime.now().isoformat(timespec="seconds"),
+            "device": f"{cpu_model()} ({os.cpu_count()} logical CPUs, torch threads 1)",
+            "torch": torch.__version__,
+            "load average (start, end)": f"{load:.2f}, {os.getloadavg()[0]:.2f}",
+            "command": "python -m benchmarks.draw_streams"}
+    text = render(times, meta, err)
+    atomic_write_text(ROOT / "reports" / "kernels" / f"{per_cpu('draw_streams')}.md", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

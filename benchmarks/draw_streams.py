@@ -14,7 +14,16 @@ benchmark's case whose forward target the draw rules out (65536 x 128, S = 5;
 - ``randn4x (compile)``: the same Philox rounds and Box-Muller written for four normals per
   counter, compiled with the same options.
 
-The three run interleaved, round by round in rotating order, one torch thread; each ratio is
+Then the forward they would sit in (z = mu + sigma eps and kl, under ``no_grad``), since a
+cheaper draw pays only if the op around it keeps the saving:
+
+- ``fwd torch``: plain PyTorch (``torch.randn`` noise);
+- ``fwd compile``: the compile backend as it is (``kernels.reparameterize_kl``);
+- ``fwd compile, randn4x fused``: one graph drawing four normals per counter and writing z;
+- ``fwd compile, randn4x two passes``: the randn4x draw written to a buffer, then a graph
+  reading it for z and kl.
+
+Each group runs interleaved, round by round in rotating order, one torch thread; each ratio is
 paired round by round (geometric mean, 95% t-interval). Before timing, the randn4x graph is
 checked against a float64 Box-Muller of ``kernels.reference.philox4x32``'s four words. Run:
 ``python -m benchmarks.draw_streams``; writes ``reports/kernels/draw_streams-<vendor>.md``.
@@ -94,6 +103,58 @@ def draws(seed: int = 1) -> dict[str, object]:
             "randn4x (compile)": lambda: four(S * N * D, key)}
 
 
+def _kl(mu: torch.Tensor, lv: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (mu * mu + torch.exp(lv) - 1.0 - lv).sum(-1)
+
+
+def forward4x_fused(mu, lv, key, n_samples_p2: int):
+    """z (S, N, D) from the randn4x stream and kl (N,), in one graph."""
+    n, d = mu.shape
+    s = n_samples_p2 - 2
+    eps = eps4x(s * n * d, key).view(s, n, d)
+    return mu + torch.exp(0.5 * lv) * eps, _kl(mu, lv)
+
+
+def forward_from_eps(mu, lv, eps):
+    """z and kl from a drawn eps (the second of two passes)."""
+    return mu + torch.exp(0.5 * lv) * eps, _kl(mu, lv)
+
+
+def forwards(seed: int = 1) -> dict[str, object]:
+    """Name -> a no-argument callable running the forward at (N, D, S) under no_grad."""
+    import kernels
+
+    gen = torch.Generator().manual_seed(0)
+    mu = torch.randn(N, D, generator=gen)
+    lv = 0.5 * torch.randn(N, D, generator=gen)
+    key = compiled._key(seed, 0, mu.device)
+    opts = {"dynamic": True, "fullgraph": True, "options": compiled._OPTIONS}
+    fused = torch.compile(forward4x_fused, **opts)
+    draw = torch.compile(eps4x, **opts)
+    rest = torch.compile(forward_from_eps, **opts)
+
+    def plain():
+        eps = torch.randn(S, N, D)
+        return mu + torch.exp(0.5 * lv) * eps, _kl(mu, lv)
+
+    def no_grad(fn):
+        def run():
+            with torch.no_grad():
+                return fn()
+        return run
+
+    with torch.no_grad():  # the fused graph and the two passes compute the same z
+        z1, z2 = fused(mu, lv, key, S + 2)[0], rest(mu, lv, draw(S * N * D, key).view(S, N, D))[0]
+    if not torch.allclose(z1, z2, rtol=1e-5, atol=1e-5):
+        raise SystemExit("error: the fused randn4x forward and its two passes disagree")
+    return {"fwd torch": no_grad(plain),
+            "fwd compile": no_grad(lambda: kernels.reparameterize_kl(mu, lv, S, seed=seed,
+                                                                     backend="compile")),
+            "fwd compile, randn4x fused": no_grad(lambda: fused(mu, lv, key, S + 2)),
+            "fwd compile, randn4x two passes": no_grad(
+                lambda: rest(mu, lv, draw(S * N * D, key).view(S, N, D)))}
+
+
 def check(seed: int = 1, numel: int = 4099, compile: bool = True) -> float:
     """Largest |randn4x - float64 reference| over ``numel`` draws, of the compiled graph (or,
     with ``compile=False``, of ``eps4x`` run eagerly); stops above 1e-5."""
@@ -120,22 +181,32 @@ def interleaved(fns: dict[str, object], rounds: int) -> dict[str, list[float]]:
     return times
 
 
-def render(times: dict[str, list[float]], meta: dict[str, str], err: float) -> str:
-    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+def table(times: dict[str, list[float]], first: str) -> list[str]:
+    """Markdown rows: each entry's median and its paired speed-ups over the first two."""
+    names = list(times)
+    lines = [f"| {first} | median ms | {names[0]} over this | {names[1]} over this |",
+             "|---|---|---|---|"]
+    for name, ts in times.items():
+        cells = []
+        for base in names[:2]:
+            iv = paired_ratio(times[base], ts)
+            cells.append(f"{iv['ratio']:.2f} [{iv['low']:.2f}, {iv['high']:.2f}]")
+        med = sorted(ts)[len(ts) // 2]
+        lines.append(f"| {name} | {med * 1e3:.1f} | {cells[0]} | {cells[1]} |")
+    return lines
+
+
+def render(draw_times: dict[str, list[float]], fwd_times: dict[str, list[float]],
+           meta: dict[str, str], err: float) -> str:
     lines = ["# Two Philox streams for eps on the CPU (`benchmarks/draw_streams.py`)", ""]
     lines += [f"- {k}: {v}" for k, v in meta.items()]
     lines += [f"- check: randn4x (compile) within {err:.2g} of its float64 reference", "",
-              f"{S} x {N} x {D} float32 normals per draw, {ROUNDS} interleaved rounds. "
-              "'over this row' is the row's paired speed-up: the other draw's time over this "
-              "row's, round by round, geometric mean [95% t-interval].", "",
-              "| draw | median ms | torch.randn over this | randn (compile) over this |",
-              "|---|---|---|---|"]
-    for name, ts in times.items():
-        cells = []
-        for base in ("torch.randn", "randn (compile)"):
-            iv = paired_ratio(times[base], ts)
-            cells.append(f"{iv['ratio']:.2f} [{iv['low']:.2f}, {iv['high']:.2f}]")
-        lines.append(f"| {name} | {med[name] * 1e3:.1f} | {cells[0]} | {cells[1]} |")
+              f"{S} x {N} x {D} float32 normals per draw, {ROUNDS} interleaved rounds per "
+              "table. 'over this' is the row's paired speed-up: the other row's time over "
+              "this row's, round by round, geometric mean [95% t-interval].", ""]
+    lines += table(draw_times, "draw")
+    lines += ["", "The forward (z and kl, under no_grad) around each draw:", ""]
+    lines += table(fwd_times, "forward")
     return "\n".join(lines) + "\n"
 
 
@@ -143,13 +214,14 @@ def main() -> None:
     torch.set_num_threads(1)
     err = check()
     load = os.getloadavg()[0]
-    times = interleaved(draws(), ROUNDS)
+    draw_times = interleaved(draws(), ROUNDS)
+    fwd_times = interleaved(forwards(), ROUNDS)
     meta = {"date": dt.datetime.now().isoformat(timespec="seconds"),
             "device": f"{cpu_model()} ({os.cpu_count()} logical CPUs, torch threads 1)",
             "torch": torch.__version__,
             "load average (start, end)": f"{load:.2f}, {os.getloadavg()[0]:.2f}",
             "command": "python -m benchmarks.draw_streams"}
-    text = render(times, meta, err)
+    text = render(draw_times, fwd_times, meta, err)
     atomic_write_text(ROOT / "reports" / "kernels" / f"{per_cpu('draw_streams')}.md", text)
     print(text)
 

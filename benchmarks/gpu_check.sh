@@ -50,19 +50,8 @@ if ! "$PY" -c "import pydantic, typer, matplotlib, sklearn, ruamel.yaml, yaml" 2
   echo "presets/gpu.yaml steps skipped: the project's dependencies are not installed for $PY" \
     | tee "$out/gpu_preset.log"
 else
-"$PY" - "$work/params.yaml" <<'PYEOF' 2>&1 | tee "$out/gpu_preset.log"
-import os, sys, yaml
-raw = yaml.safe_load(open("presets/gpu.yaml"))
-raw["study"].update(models=["vae"], datasets=["dsprites"], seeds=[0], linear=[],
-                    device=os.environ.get("GPU_PRESET_DEVICE", "cuda"))
-raw["data"] = {"dsprites": {"n_samples": 20000}, "linear-gaussian": {}}
-raw["train"]["vae"].update(epochs=2, min_steps=0)
-raw["sweep"]["betas"] = [1.0]
-raw.setdefault("gradients", {})["dataset"] = "dsprites"  # the one data block made here
-raw["evaluate"].update(elbo_points=500, iw_k=50, iw_ks=[1, 5, 50], iw_points=200,
-                       mi_points=500, disentanglement_points=1000)
-yaml.safe_dump(raw, open(sys.argv[1], "w"), sort_keys=False)
-PYEOF
+"$PY" -m benchmarks.gpu_preset "$work/params.yaml" --device "${GPU_PRESET_DEVICE:-cuda}" 2>&1 \
+  | tee "$out/gpu_preset.log"
 for step in "data dsprites" "train vae dsprites --seed 0" "evaluate vae dsprites --seed 0"; do
   VAEBENCH_ROOT="$work" VAEBENCH_NO_TRACK=1 cap "${GPU_CHECK_PRESET_S:-0}" \
     "$PY" -m pipelines.${step%% *} ${step#* } \

@@ -6,7 +6,7 @@ Philox-4x32-10 call per normal, keeping 2 of its 4 words and 1 of the 2 Box-Mull
 both outputs of two Box-Muller pairs: a quarter of the Philox work per normal and half the
 logarithms and square roots. Changing the stream changes every eps of every backend and the
 study, so before that this script measures what it would buy on the CPU, at the kernel
-benchmark's case whose forward target the draw rules out (65536 x 128, S = 5;
+benchmark's case whose forward target the draw rules out on Intel (65536 x 128, S = 5;
 ``reports/kernels/latent_bench_cpu-<vendor>.md``):
 
 - ``torch.randn``: plain PyTorch's draw, the baseline of the kernel targets;

@@ -32,7 +32,6 @@ checked against a float64 Box-Muller of ``kernels.reference.philox4x32``'s four 
 from __future__ import annotations
 
 import datetime as dt
-import math
 import os
 import time
 from pathlib import Path
@@ -63,19 +62,22 @@ def philox_all_words(c0, c1, k0, k1):
     return c0, c1, c2, c3
 
 
+def four_normals(u: list[torch.Tensor], numel: int) -> torch.Tensor:
+    """The first ``numel`` of r cos and r sin of Box-Muller on uniforms (u0, u1), then on
+    (u2, u3), counter after counter (in the uniforms' dtype)."""
+    out = []
+    for radius_u, angle_u in ((u[0], u[1]), (u[2], u[3])):
+        r = torch.sqrt(-2.0 * torch.log(torch.clamp_min(radius_u, reference.UNIFORM_FLOOR)))
+        angle = reference.TWO_PI * angle_u
+        out += [r * torch.cos(angle), r * torch.sin(angle)]
+    return torch.stack(out, dim=-1).reshape(-1)[:numel]
+
+
 def eps4x(numel: int, key: torch.Tensor) -> torch.Tensor:
-    """``numel`` normals, four per Philox counter: counter g gives positions 4g .. 4g + 3,
-    r cos and r sin of Box-Muller on words (0, 1), then on words (2, 3)."""
-    groups = -(-numel // 4)
-    counter = torch.arange(groups, dtype=torch.int64) + key[2]
+    """``numel`` normals, four per Philox counter: counter g gives positions 4g .. 4g + 3."""
+    counter = torch.arange(-(-numel // 4), dtype=torch.int64) + key[2]
     words = philox_all_words(counter & reference.MASK32, counter >> 32, key[0], key[1])
-    u = [compiled.uniform_from_word(w) for w in words]
-    r01 = torch.sqrt(-2.0 * torch.log(torch.clamp_min(u[0], reference.UNIFORM_FLOOR)))
-    r23 = torch.sqrt(-2.0 * torch.log(torch.clamp_min(u[2], reference.UNIFORM_FLOOR)))
-    t01, t23 = reference.TWO_PI * u[1], reference.TWO_PI * u[3]
-    out = torch.stack([r01 * torch.cos(t01), r01 * torch.sin(t01),
-                       r23 * torch.cos(t23), r23 * torch.sin(t23)], dim=-1)
-    return out.reshape(-1)[:numel]
+    return four_normals([compiled.uniform_from_word(w) for w in words], numel)
 
 
 def eps4x_float64(numel: int, seed: int) -> torch.Tensor:
@@ -83,13 +85,12 @@ def eps4x_float64(numel: int, seed: int) -> torch.Tensor:
     k0, k1 = reference.philox_key(seed)
     counter = torch.arange(-(-numel // 4), dtype=torch.int64)
     words = reference.philox4x32(counter & reference.MASK32, counter >> 32, k0, k1)
-    u = [reference.uniform_from_bits(w).double() for w in words]
-    r01 = torch.sqrt(-2.0 * torch.log(torch.clamp_min(u[0], reference.UNIFORM_FLOOR)))
-    r23 = torch.sqrt(-2.0 * torch.log(torch.clamp_min(u[2], reference.UNIFORM_FLOOR)))
-    out = torch.stack([r01 * torch.cos(2 * math.pi * u[1]), r01 * torch.sin(2 * math.pi * u[1]),
-                       r23 * torch.cos(2 * math.pi * u[3]), r23 * torch.sin(2 * math.pi * u[3])],
-                      dim=-1)
-    return out.reshape(-1)[:numel]
+    return four_normals([reference.uniform_from_bits(w).double() for w in words], numel)
+
+
+def compiled_eps4x():
+    """``eps4x`` compiled as the compile backend compiles its graphs, once per process."""
+    return compiled._compiled_fn("bench_eps4x", eps4x)
 
 
 def draws(seed: int = 1) -> dict[str, object]:
@@ -97,27 +98,22 @@ def draws(seed: int = 1) -> dict[str, object]:
     like = torch.empty(N, D)
     key = compiled._key(seed, 0, like.device)
     randn = compiled._compiled_fn("bench_compile_draw", compiled._eps)
-    four = torch.compile(eps4x, dynamic=True, fullgraph=True, options=compiled._OPTIONS)
+    four = compiled_eps4x()
     return {"torch.randn": lambda: torch.randn(S, N, D),
             "randn (compile)": lambda: randn((S, N, D), key, N * D, like.device, like.dtype),
             "randn4x (compile)": lambda: four(S * N * D, key)}
-
-
-def _kl(mu: torch.Tensor, lv: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (mu * mu + torch.exp(lv) - 1.0 - lv).sum(-1)
 
 
 def forward4x_fused(mu, lv, key, n_samples_p2: int):
     """z (S, N, D) from the randn4x stream and kl (N,), in one graph."""
     n, d = mu.shape
     s = n_samples_p2 - 2
-    eps = eps4x(s * n * d, key).view(s, n, d)
-    return mu + torch.exp(0.5 * lv) * eps, _kl(mu, lv)
+    return forward_from_eps(mu, lv, eps4x(s * n * d, key).view(s, n, d))
 
 
 def forward_from_eps(mu, lv, eps):
-    """z and kl from a drawn eps (the second of two passes)."""
-    return mu + torch.exp(0.5 * lv) * eps, _kl(mu, lv)
+    """z and kl from a drawn eps (plain PyTorch's forward, and the second of two passes)."""
+    return mu + torch.exp(0.5 * lv) * eps, compiled._kl(mu, lv)
 
 
 def forwards(seed: int = 1) -> dict[str, object]:
@@ -128,14 +124,12 @@ def forwards(seed: int = 1) -> dict[str, object]:
     mu = torch.randn(N, D, generator=gen)
     lv = 0.5 * torch.randn(N, D, generator=gen)
     key = compiled._key(seed, 0, mu.device)
-    opts = {"dynamic": True, "fullgraph": True, "options": compiled._OPTIONS}
-    fused = torch.compile(forward4x_fused, **opts)
-    draw = torch.compile(eps4x, **opts)
-    rest = torch.compile(forward_from_eps, **opts)
+    fused = compiled._compiled_fn("bench_forward4x_fused", forward4x_fused)
+    draw = compiled_eps4x()
+    rest = compiled._compiled_fn("bench_forward_from_eps", forward_from_eps)
 
     def plain():
-        eps = torch.randn(S, N, D)
-        return mu + torch.exp(0.5 * lv) * eps, _kl(mu, lv)
+        return forward_from_eps(mu, lv, torch.randn(S, N, D))
 
     def no_grad(fn):
         def run():
@@ -159,8 +153,7 @@ def check(seed: int = 1, numel: int = 4099, compile: bool = True) -> float:
     """Largest |randn4x - float64 reference| over ``numel`` draws, of the compiled graph (or,
     with ``compile=False``, of ``eps4x`` run eagerly); stops above 1e-5."""
     key = compiled._key(seed, 0, torch.device("cpu"))
-    four = (torch.compile(eps4x, dynamic=True, fullgraph=True, options=compiled._OPTIONS)
-            if compile else eps4x)
+    four = compiled_eps4x() if compile else eps4x
     err = (four(numel, key).double() - eps4x_float64(numel, seed)).abs().max().item()
     if not err < 1e-5:
         raise SystemExit(f"error: the randn4x graph is off the float64 reference by {err:.3g}")

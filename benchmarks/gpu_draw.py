@@ -39,7 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import kernels  # noqa: E402
+from benchmarks.loops import latent_bytes  # noqa: E402
 from kernels import reference  # noqa: E402
+from vaebench.io import atomic_write_text  # noqa: E402
 
 N, D, S = 65536, 256, 50  # the benchmark's largest case (kernels/bench/test_bench_latent.py)
 BLOCK = 1024
@@ -121,13 +123,10 @@ def measure_draws(device: torch.device, numel: int) -> list[dict]:
 
 def measure_op(device: torch.device) -> list[dict]:
     """The triton backend's reparameterize_kl at (N, D, S), forward and forward + backward,
-    with the minimal bytes of kernels/bench/test_bench_latent.py."""
-    m = N * D
+    with the kernel benchmark's minimal bytes (``benchmarks.loops.latent_bytes``)."""
     gen = torch.Generator(device=device).manual_seed(0)
     mu = torch.randn(N, D, device=device, generator=gen)
     lv = 0.5 * torch.randn(N, D, device=device, generator=gen)
-    fwd_bytes = 2 * 4 * m + 4 * S * m + 4 * N
-    bwd_bytes = 4 * S * m + 4 * N + 4 * 4 * m
 
     def fwd():
         with torch.no_grad():
@@ -140,9 +139,8 @@ def measure_op(device: torch.device) -> list[dict]:
         z, kl = kernels.reparameterize_kl(mu_g, lv_g, S, seed=SEED, backend="triton")
         torch.autograd.grad((z, kl), (mu_g, lv_g), (g_z, g_kl))
 
-    return [_row(f"triton reparameterize_kl fwd {N}x{D} S={S}", fwd, fwd_bytes),
-            _row(f"triton reparameterize_kl fwd+bwd {N}x{D} S={S}", fwd_bwd,
-                 fwd_bytes + bwd_bytes)]
+    return [_row(f"triton reparameterize_kl {mode} {N}x{D} S={S}", fn,
+                 latent_bytes(N, D, S, mode)) for mode, fn in (("fwd", fwd), ("fwd+bwd", fwd_bwd))]
 
 
 def render(rows: list[dict], meta: dict, checks: dict) -> str:
@@ -182,7 +180,6 @@ def main() -> None:
             "triton": triton.__version__, "command": "python benchmarks/gpu_draw.py"}
     text = render(rows, meta, checks)
     path = ROOT / "reports" / "kernels" / "gpu_draw_cuda.md"
-    from vaebench.io import atomic_write_text
     atomic_write_text(path, text)
     if args.out:
         shutil.copy(path, args.out / path.name)

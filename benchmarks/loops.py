@@ -49,6 +49,17 @@ def paired_ratio(values: list[float], base: list[float], level: float = 0.95
             "high": math.exp(mean + half), "n": n}
 
 
+def latent_bytes(n: int, d: int, n_samples: int, mode: str, elem_bytes: int = 4) -> int:
+    """Minimal DRAM traffic of ``reparameterize_kl`` on (N, D) inputs, M = N * D, b bytes per
+    element: forward reads mu and logvar and writes z and kl, 2 M b + S M b + 4 N; backward
+    reads grad_z, grad_kl, mu and logvar and writes grad_mu and grad_logvar,
+    S M b + 4 N + 4 M b; ``mode`` is ``fwd`` or ``fwd+bwd`` (the sum)."""
+    m = n * d
+    forward = 2 * m * elem_bytes + n_samples * m * elem_bytes + 4 * n
+    backward = n_samples * m * elem_bytes + 4 * n + 4 * m * elem_bytes
+    return forward if mode == "fwd" else forward + backward
+
+
 def interval_verdict(iv: dict[str, float], target: float, at_least: bool = False) -> str:
     """'met' when the whole interval lies on the target's side (at most the target, or at
     least it with ``at_least``), 'missed' when it lies wholly on the other side, 'undecided'

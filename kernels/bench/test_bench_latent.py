@@ -48,7 +48,7 @@ import pytest
 import torch
 
 import kernels
-from benchmarks.loops import interval_verdict, paired_ratio, per_cpu
+from benchmarks.loops import interval_verdict, latent_bytes, paired_ratio, per_cpu
 from kernels import compiled
 from vaebench.io import atomic_write_text
 from vaebench.machine import cpu_model
@@ -99,13 +99,11 @@ def draw_mode(mode: str) -> str:
 
 
 def minimal_bytes(n: int, d: int, n_samples: int, mode: str, elem_bytes: int = 4) -> int:
-    """Minimal DRAM traffic of ``reparameterize_kl`` (see ``BYTES_FORMULA``)."""
-    m = n * d
-    forward = 2 * m * elem_bytes + n_samples * m * elem_bytes + 4 * n
-    backward = n_samples * m * elem_bytes + 4 * n + 4 * m * elem_bytes
+    """Minimal DRAM traffic of ``reparameterize_kl`` (``benchmarks.loops.latent_bytes``, see
+    ``BYTES_FORMULA``), or of a draw row, which writes eps alone."""
     if mode.startswith(DRAW):
-        return n_samples * m * elem_bytes  # writes eps
-    return forward if mode == "fwd" else forward + backward
+        return n_samples * n * d * elem_bytes
+    return latent_bytes(n, d, n_samples, mode, elem_bytes)
 
 
 def compile_draw(like, key, n_samples_p2: int, row_stride: int):

@@ -170,6 +170,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, help="also copy the table here")
     args = ap.parse_args()
+    if args.out is not None and not args.out.is_dir():
+        raise SystemExit(f"error: --out {args.out}: not a folder")
     if not torch.cuda.is_available():
         raise SystemExit("error: torch sees no CUDA device; this measurement is for a GPU")
     device = torch.device("cuda")

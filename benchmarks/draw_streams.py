@@ -48,20 +48,6 @@ ROUNDS = 12
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def philox_all_words(c0, c1, k0, k1):
-    """All four output words of Philox-4x32-10 for counters (c0, c1, 0, 0), written as
-    ``compiled.philox_words`` writes the first two (valid in their low 32 bits)."""
-    c2 = c3 = 0
-    for _ in range(reference.PHILOX_ROUNDS):
-        p0 = (c0 & reference.MASK32) * reference.PHILOX_M0
-        p1 = (c2 & reference.MASK32) * reference.PHILOX_M1
-        c0, c1, c2, c3 = (compiled._xor(compiled._xor(p1 >> 32, c1), k0), p1,
-                          compiled._xor(compiled._xor(p0 >> 32, c3), k1), p0)
-        k0 = (k0 + reference.PHILOX_W0) & reference.MASK32
-        k1 = (k1 + reference.PHILOX_W1) & reference.MASK32
-    return c0, c1, c2, c3
-
-
 def four_normals(u: list[torch.Tensor], numel: int) -> torch.Tensor:
     """The first ``numel`` of r cos and r sin of Box-Muller on uniforms (u0, u1), then on
     (u2, u3), counter after counter (in the uniforms' dtype)."""
@@ -76,7 +62,7 @@ def four_normals(u: list[torch.Tensor], numel: int) -> torch.Tensor:
 def eps4x(numel: int, key: torch.Tensor) -> torch.Tensor:
     """``numel`` normals, four per Philox counter: counter g gives positions 4g .. 4g + 3."""
     counter = torch.arange(-(-numel // 4), dtype=torch.int64) + key[2]
-    words = philox_all_words(counter & reference.MASK32, counter >> 32, key[0], key[1])
+    words = compiled.philox_words(counter & reference.MASK32, counter >> 32, key[0], key[1])
     return four_normals([compiled.uniform_from_word(w) for w in words], numel)
 
 

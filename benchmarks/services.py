@@ -15,7 +15,6 @@ Debian package creates (``runuser``); otherwise as the current user. MLflow conn
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
@@ -192,17 +191,18 @@ def scratch_code_digest(params_yaml: str, root: Path = ROOT) -> str:
     """SHA-256 over what ``scratch_project`` copies from ``root`` (path and bytes of every file
     but notes, ``*.md``, and the kernel benchmarks, which no stage runs) and ``params_yaml``:
     two measurements ran the same study on the same code exactly when their digests agree."""
-    digest = hashlib.sha256(params_yaml.encode() + b"\0")
+    from vaebench.provenance import files_digest
+
     files = [p for tree in SCRATCH_TREES for p in (root / tree).rglob("*") if p.is_file()]
     files += [root / name for name in SCRATCH_FILES]
+    rels = []
     for path in sorted(files):
         rel = path.relative_to(root).as_posix()
         not_copied = any(fnmatch(part, pattern) for part in path.relative_to(root).parts
                          for pattern in _SCRATCH_IGNORE)
-        if not_copied or path.suffix == ".md" or rel.startswith("kernels/bench/"):
-            continue
-        digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
+        if not (not_copied or path.suffix == ".md" or rel.startswith("kernels/bench/")):
+            rels.append(rel)
+    return files_digest(rels, root, prefix=params_yaml.encode() + b"\0")
 
 
 def scratch_project(work: Path, params_yaml: str) -> dict[str, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
@@ -86,9 +87,16 @@ def code_closure(entry: str, root: Path = ROOT) -> tuple[str, ...]:
     return tuple(sorted(str(p.relative_to(root.resolve())) for p in seen))
 
 
-def code_digest(entry: str, root: Path = ROOT) -> str:
-    """SHA-256 over the (path, contents) of every file in ``code_closure(entry)``."""
-    digest = hashlib.sha256()
-    for rel in code_closure(entry, root):
+def files_digest(rels: Iterable[str], root: Path = ROOT, prefix: bytes = b"") -> str:
+    """SHA-256 over ``prefix`` and then the (path, contents) of each file ``rels`` names
+    (posix paths relative to ``root``), in the order given: the one digest of a set of files
+    that the train stage's fingerprint and the scaling benchmark's stamps both use."""
+    digest = hashlib.sha256(prefix)
+    for rel in rels:
         digest.update(rel.encode() + b"\0" + (root / rel).read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def code_digest(entry: str, root: Path = ROOT) -> str:
+    """``files_digest`` of every file in ``code_closure(entry)``."""
+    return files_digest(code_closure(entry, root), root)

@@ -24,12 +24,12 @@ def test_the_randn4x_stream_has_normal_moments():
 
 
 def test_a_planted_slip_stops_the_check(monkeypatch):
-    words = draw_streams.philox_all_words
+    words = draw_streams.compiled.philox_words
 
     def two_words_twice(c0, c1, k0, k1):
         w = words(c0, c1, k0, k1)
         return w[0], w[1], w[0], w[1]  # words 2 and 3 replaced by 0 and 1
 
-    monkeypatch.setattr(draw_streams, "philox_all_words", two_words_twice)
+    monkeypatch.setattr(draw_streams.compiled, "philox_words", two_words_twice)
     with pytest.raises(SystemExit, match="off the float64 reference"):
         draw_streams.check(seed=5, numel=1027, compile=False)

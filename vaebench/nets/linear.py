@@ -13,12 +13,13 @@ library, set process-wide with ``set_gemm``:
 
 Why: MKL's SGEMM dispatches on the CPU vendor. On Intel processors it runs its own AVX-512
 kernels; on others it falls back to generic AVX2 code. oneDNN dispatches on the instruction
-set alone. So on the AMD EPYC (AVX-512, 2 cores) of the study's earlier runs oneDNN ran the
-128x784x400 GEMMs of the 784-400-20 VAE about twice as fast as MKL, while on an Intel Xeon
-(AVX-512, 2 cores) MKL was the faster of the two. ``make bench-train`` measures both on the
-machine at hand (``reports/benchmarks/train_throughput-<vendor>.md``, CPU named). Both are
-float32 GEMMs; they differ only in summation order (relative error ~1e-7 either way, checked
-against float64 in ``tests/test_linear.py``).
+set alone. How much that matters varies from host to host: on the AMD EPYC (AVX-512, 2 cores)
+of the study's first runs oneDNN ran the 128x784x400 GEMMs of the 784-400-20 VAE about twice
+as fast as MKL; on a later AMD EPYC host the two were about equal per GEMM; on an Intel Xeon
+(AVX-512, 2 cores) MKL was the faster. ``make bench-train`` times both on the machine at hand
+and keeps the figures (``reports/benchmarks/train_throughput-<vendor>.md``, CPU named). Both
+are float32 GEMMs; they differ only in summation order (relative error ~1e-7 either way,
+checked against float64 in ``tests/test_linear.py``).
 
 Anything other than float32 on the CPU (float64 for gradcheck, CUDA, bfloat16), and layers
 smaller than ``ONEDNN_MIN_MACS`` multiply-adds per call, go through ``aten`` whatever the

@@ -5,6 +5,9 @@
   ``torch.randn`` noise, fused Adam, nothing else (no validation, no checkpoint, no stats).
   With ``compiled``, model and loss run under ``torch.compile``: whether compiling the whole
   step pays for the study's net, measured rather than assumed.
+- ``run_vaebench_compiled``: vaebench's own training step (its model, its exact dynamic
+  binarization, its Philox eps, fused Adam) with model and objective under ``torch.compile``
+  and eps drawn outside the graph (``vaebench_elbo``): would compiling the trainer's step pay?
 - ``gemm_floor_epoch``: the step's GEMMs alone (forward, input and weight gradients of every
   Linear layer, as backprop runs them), an epoch's worth, in a given GEMM library.
 - ``profile_breakdown``: torch.profiler over whole epochs of a loop, self CPU time grouped by
@@ -169,6 +172,71 @@ def run_minimal(x_train: np.ndarray, levels: int, epochs: int, seed: int,
         seconds.append(time.perf_counter() - t0)
         if on_epoch is not None:
             on_epoch()
+    return seconds, model
+
+
+def vaebench_elbo(model, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """The per-point ELBO that vaebench's VAE maximizes (``GaussianLatentModel.objective``: one
+    sample, analytic KL), with eps given instead of drawn: z = mu + exp(logvar / 2) eps
+    (Kingma & Welling 2014, eq. 10). Given eps = ``reference.standard_normal(seed, (1, N, D))[0]``
+    it is the trainer's objective to the bit in eager mode (``tests/test_bench_loops.py``);
+    the draw (numba's Philox) stays outside a compiled graph, the rest goes in."""
+    from kernels import reference
+    from vaebench.objectives import elbo
+
+    mu, logvar = model.encode(x)
+    z = reference.reparameterize_with_eps(mu, logvar, eps)
+    return elbo(model.log_px(x, z), reference.gaussian_kl(mu, logvar))
+
+
+def run_vaebench_compiled(spec, bundle, epochs: int, seed: int, compiled: bool = True
+                          ) -> tuple[list[float], nn.Module]:
+    """Seconds per epoch of vaebench's training steps, as ``vaebench.train.train`` runs them
+    for ``spec`` (its model and Adam, batches by index from a seeded permutation, the exact
+    dynamic binarization and the eps of the trainer's seed streams, the finiteness check of
+    each loss) with ``vaebench_elbo`` under ``torch.compile`` (``compiled``) and aten's
+    GEMMs (oneDNN's custom autograd function does not trace). No validation, checkpoint or
+    stats: compare it with vaebench's training steps alone. Its first epoch compiles, or loads
+    inductor's cache."""
+    import kernels
+    from kernels import reference
+    from vaebench.inputs import model_inputs, seeded_generator
+    from vaebench.models import build_model
+    from vaebench.nets.linear import set_gemm
+    from vaebench.train import TRAIN_EPS_STREAM, TRAIN_INPUT_STREAM, data_info
+
+    cfg = spec.train
+    torch.manual_seed(seed)
+    set_gemm("aten")
+    model = build_model(spec.model, cfg, data_info(bundle), backend="eager")
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps,
+                           betas=tuple(cfg.adam_betas), fused=True)
+
+    def loss_of(x, eps):
+        return -vaebench_elbo(model, x, eps).mean()
+
+    step_loss = torch.compile(loss_of) if compiled else loss_of
+    x_train = torch.from_numpy(np.ascontiguousarray(bundle.x_train))
+    n, bs = len(x_train), cfg.batch_size
+    gen, step, seconds = seeded_generator(seed), 0, []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, generator=gen)
+        for b in range(n // bs):
+            xb = model_inputs(x_train.index_select(0, perm[b * bs:(b + 1) * bs]), bundle.kind,
+                              bundle.levels, model.likelihood,
+                              kernels.step_seed(seed, step, TRAIN_INPUT_STREAM), check=False)
+            eps = reference.standard_normal(kernels.step_seed(seed, step, TRAIN_EPS_STREAM),
+                                            (1, bs, cfg.latent_dim))[0]
+            loss = step_loss(xb, eps)
+            if not math.isfinite(loss.item()):
+                raise RuntimeError(f"loss is {loss.item()} at step {step}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+        seconds.append(time.perf_counter() - t0)
+    model.eval()
     return seconds, model
 
 

@@ -9,6 +9,9 @@ by repeat so that drift in a shared machine's speed falls on all of them alike:
   steps only, and whole (validation and checkpoint included);
 - the minimal eager step loop (``benchmarks.loops.run_minimal``): the framework's own floor;
   the same loop with model and loss under ``torch.compile`` (does compiling the step pay?);
+- vaebench's own step in a bare loop (``benchmarks.loops.run_vaebench_compiled``), eager and
+  with model and objective under ``torch.compile``: would compiling the trainer's step pay,
+  warm-up included?
 - the GEMM floor: the step's GEMMs alone, an epoch's worth, in each library;
 - pytorch/examples' loop: a per-item ``Dataset`` (uint8 image -> PIL -> float tensor,
   binarized per item) behind ``DataLoader(shuffle=True)``.
@@ -46,6 +49,7 @@ from benchmarks.loops import (
     plain_loss,
     profile_breakdown,
     run_minimal,
+    run_vaebench_compiled,
     shuffled,
 )
 
@@ -150,6 +154,33 @@ def run_vaebench(spec, bundle, x_test: torch.Tensor, seed: int, tmp: Path
             float(stats["elbo"].mean()), current_gemm())
 
 
+FRESH_PROCESS = """
+import sys, torch
+from pathlib import Path
+from benchmarks.loops import fashion_mnist_study, run_vaebench_compiled
+from vaebench.cells import Cell, run_spec
+if int(sys.argv[3]):
+    torch.set_num_threads(int(sys.argv[3]))
+bundle, params = fashion_mnist_study(Path(sys.argv[1]), 1)
+spec = run_spec(params, Cell("vae", "fashion-mnist", 0))
+run_vaebench_compiled(spec, bundle, 1, 0, compiled=bool(int(sys.argv[2])))
+"""
+
+
+def fresh_process_seconds(compiled: bool, threads: int) -> float:
+    """Wall seconds of a new Python process that loads the data and trains vaebench's loop
+    (``run_vaebench_compiled``) for one epoch, eager or compiled: what a train stage pays
+    before its first step, imports and (compiled) dynamo's tracing and inductor's cache load
+    included (the cache as ``TORCHINDUCTOR_CACHE_DIR`` finds it)."""
+    import subprocess
+    import sys
+
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(ROOT), str(int(compiled)),
+                    str(threads)], check=True, cwd=ROOT)
+    return time.perf_counter() - t0
+
+
 def minimal_elbo(model, x_test: torch.Tensor, seed: int) -> float:
     with torch.no_grad():
         torch.manual_seed(seed + 1)
@@ -176,6 +207,11 @@ LABELS = {
     "minimal dynamic": "the minimal loop binarizing each batch afresh with torch.bernoulli",
     "minimal compiled": ("the minimal loop with model and loss under torch.compile (its first "
                          "epoch compiles, or loads inductor's cache)"),
+    "vaebench loop eager": ("vaebench's training step in a bare loop (its model, exact "
+                            "binarization and Philox eps, fused Adam; aten), eager"),
+    "vaebench loop compiled": ("the same loop with model and objective under torch.compile "
+                               "(eps drawn outside the graph; its first epoch compiles, or "
+                               "loads inductor's cache)"),
     "gemm floor onednn": ("GEMM floor: the step's GEMMs alone in oneDNN (vaebench's Linear, "
                           "`study.gemm: onednn`)"),
     "gemm floor aten": "GEMM floor: the step's GEMMs alone in aten (nn.Linear's BLAS)",
@@ -204,6 +240,7 @@ def main(epochs: int = 3, repeats: int = 6, seed: int = 0,
         torch.set_num_threads(threads)
     load_start = os.getloadavg()[0]
     from vaebench.cells import Cell, run_spec
+    from vaebench.config import load_params
     from vaebench.inputs import fixed_inputs
     from vaebench.machine import machine_info
     from vaebench.nets.linear import onednn_available, resolve_gemm
@@ -236,6 +273,12 @@ def main(epochs: int = 3, repeats: int = 6, seed: int = 0,
         seconds[name].append(s)
         elbos[name] = minimal_elbo(model, x_test, seed)
 
+    def vaebench_loop(name: str, compiled: bool) -> None:
+        s, model = run_vaebench_compiled(specs["vaebench"], bundle, epochs, seed, compiled)
+        seconds[name].append(s)
+        with torch.no_grad():
+            elbos[name] = float(model.objective(x_test, None, seed + 1)[1]["elbo"].mean())
+
     def dataloader() -> None:
         s, elbos["dataloader"] = run_baseline(bundle.x_train, x_test, epochs, seed)
         seconds["dataloader"].append(s)
@@ -248,6 +291,8 @@ def main(epochs: int = 3, repeats: int = 6, seed: int = 0,
             "minimal": lambda: minimal("minimal"),
             "minimal dynamic": lambda: minimal("minimal dynamic", dynamic=True),
             "minimal compiled": lambda: minimal("minimal compiled", compiled=True),
+            "vaebench loop eager": lambda: vaebench_loop("vaebench loop eager", False),
+            "vaebench loop compiled": lambda: vaebench_loop("vaebench loop compiled", True),
             "dataloader": dataloader,
             **{f"gemm floor {lib}": lambda lib=lib: gemm_floor(lib) for lib in libs}}
     if "vaebench other" in specs:
@@ -257,6 +302,10 @@ def main(epochs: int = 3, repeats: int = 6, seed: int = 0,
             runs[name]()
     seconds = {k: v for k, v in seconds.items() if v}
     med = {k: steady(v) for k, v in seconds.items()}
+    fresh: dict[str, list[float]] = {"eager": [], "compiled": []}
+    for repeat in range(repeats):  # after the loops above: inductor's cache is warm
+        for mode in shuffled(list(fresh), seed + repeat):
+            fresh[mode].append(fresh_process_seconds(mode == "compiled", threads))
     breakdown = {
         "vaebench": profile_breakdown(lambda: run_vaebench(specs["vaebench"], bundle, x_test,
                                                            seed, tmp)),
@@ -276,6 +325,9 @@ def main(epochs: int = 3, repeats: int = 6, seed: int = 0,
         "targets": TARGETS, "breakdown_seconds": breakdown, "order": "shuffled",
         "load_average": [load_start, os.getloadavg()[0]],
         "gemm_microseconds_128x784x400": gemm_us,
+        "fresh_process_one_epoch_seconds": fresh,
+        "study_epochs": {"vae-fashion-mnist": run_spec(load_params(ROOT / "params.yaml"), cell)
+                         .train.total_epochs(len(bundle.x_train))},
     }
     result.update(ratios(result))
     name = per_cpu("train_throughput")
@@ -298,7 +350,60 @@ def ratios(result: dict) -> dict[str, dict]:
     seconds, floors = result["epoch_seconds"], floor_of(result)
     return {"over_minimal": {k: paired(v, seconds["minimal"]) for k, v in seconds.items()},
             "over_gemm_floor": {k: paired(v, seconds[floors[k]])
-                                for k, v in seconds.items()}}
+                                for k, v in seconds.items()},
+            "compiled_over_eager": {c: paired(seconds[c], seconds[e])
+                                    for c, e in COMPILED_PAIRS.items() if c in seconds}}
+
+
+# Each compiled loop and the eager loop it is judged against (compile pays: the whole interval
+# below 1, warm-up left out); ``warm_up`` says what its first epochs cost on top.
+COMPILED_PAIRS = {"minimal compiled": "minimal", "vaebench loop compiled": "vaebench loop eager"}
+
+
+def stage_cost(result: dict) -> dict | None:
+    """A train stage's view of compiling vaebench's step. New processes train one epoch, eager
+    and compiled (``fresh_process_seconds``): the first epoch a stage pays, imports, dynamo's
+    tracing and inductor's cache load included. A stage of the study's E epochs for this cell
+    then takes that plus E - 1 steady epochs of the same repeat's loop; the ratio of the two
+    stage times, paired repeat by repeat, with its interval, says whether compiling pays
+    there. ``epochs_to_pay`` describes the medians: the epochs after which the seconds
+    compiling adds to the first epoch are saved back (None where nothing is saved)."""
+    fresh = result.get("fresh_process_one_epoch_seconds")
+    seconds = result["epoch_seconds"]
+    if not fresh or "vaebench loop compiled" not in seconds:
+        return None
+    epochs = result["study_epochs"]["vae-fashion-mnist"]
+    comp = [steady([r]) for r in seconds["vaebench loop compiled"]]
+    eager = [steady([r]) for r in seconds["vaebench loop eager"]]
+    n = min(len(fresh["eager"]), len(comp))
+    stage_c = [fresh["compiled"][i] + (epochs - 1) * comp[i] for i in range(n)]
+    stage_e = [fresh["eager"][i] + (epochs - 1) * eager[i] for i in range(n)]
+    extra = float(np.median([c - e for c, e in zip(fresh["compiled"], fresh["eager"],
+                                                   strict=True)]))
+    saved = float(np.median([e - c for c, e in zip(comp, eager, strict=True)]))
+    ratio = paired_ratio(stage_c, stage_e)
+    return {"eager_s": float(np.median(fresh["eager"])),
+            "compiled_s": float(np.median(fresh["compiled"])), "extra_s": extra,
+            "saved_per_epoch_s": saved,
+            "epochs_to_pay": (1.0 if extra <= 0 else 1.0 + extra / saved if saved > 0
+                              else None),
+            "study_epochs": epochs, "stage_ratio": ratio,
+            "verdict": COMPILE_VERDICT[interval_verdict(ratio, 1.0)]}
+
+
+def warm_up(compiled: list[list[float]], eager: list[list[float]]) -> dict[str, float]:
+    """What compiling costs a run and when it has paid: the first epoch's extra seconds over
+    the eager loop's first epoch, in the first run of the process (inductor's cache as found)
+    and as the median over the later runs (a warm cache: the graphs load, nothing compiles),
+    and the steady seconds saved per epoch (median over repeats; negative: compile is slower).
+    ``epochs_to_pay``: the warm extra over the saving, the epochs a run must last for
+    compiling to pay (None where nothing is saved)."""
+    extra = [c[0] - e[0] for c, e in zip(compiled, eager, strict=True)]
+    saved = float(np.median([steady([e]) - steady([c])
+                             for c, e in zip(compiled, eager, strict=True)]))
+    warm = float(np.median(extra[1:] or extra))
+    return {"first_run_extra_s": extra[0], "warm_extra_s": warm, "saved_per_epoch_s": saved,
+            "epochs_to_pay": warm / saved if saved > 0 else None}
 
 
 COMPILE_VERDICT = {"met": "compile pays", "missed": "compile does not pay",
@@ -323,6 +428,9 @@ def render(result: dict, gemm: str, seed: int) -> str:
                     if k == "minimal compiled" else  # pays when the whole interval is below 1
                     _ratio_cell(result["over_minimal"][k],
                                 TARGETS["over_minimal"] if judged else None))
+        if k == "vaebench loop compiled":  # judged against its own eager loop, not the minimal
+            over_min += ("; over its eager loop " + _ratio_cell(
+                result["compiled_over_eager"][k], 1.0, COMPILE_VERDICT))
         over_floor = _ratio_cell(result["over_gemm_floor"][k],
                                  TARGETS["over_gemm_floor"] if judged else None)
         runs = "; ".join(", ".join(f"{t:.2f}" for t in run) for run in seconds[k])
@@ -338,6 +446,32 @@ def render(result: dict, gemm: str, seed: int) -> str:
         f"{bd[loop][kind]:.2f} ({bd[loop][kind] / bd[loop]['wall']:.0%})" for loop in bd) + " |"
         for kind in kinds]
     gf = result["gemm_floor_gflops"]
+    warm_lines = []
+    for c, e in COMPILED_PAIRS.items():
+        if c in seconds and e in seconds:
+            w = warm_up(seconds[c], seconds[e])
+            pay = ("never pays (nothing saved per epoch)" if w["epochs_to_pay"] is None else
+                   "pays from its first epoch" if w["epochs_to_pay"] <= 0 else
+                   f"pays after {w['epochs_to_pay']:.1f} epochs")
+            warm_lines.append(
+                f"- {c} against {e}: first epoch {w['first_run_extra_s']:+.2f} s in the "
+                f"process's first run, {w['warm_extra_s']:+.2f} s (median) on a warm cache; "
+                f"{w['saved_per_epoch_s']:+.2f} s saved per steady epoch (median); so, on a "
+                f"warm cache, it {pay}.")
+    stage = stage_cost(result)
+    if stage is not None:
+        r = stage["stage_ratio"]
+        pays = ("never" if stage["epochs_to_pay"] is None else
+                f"after {stage['epochs_to_pay']:.1f} epochs")
+        warm_lines.append(
+            f"- a train stage's view: a new process that loads the data and trains one epoch "
+            f"took {stage['eager_s']:.2f} s eager and {stage['compiled_s']:.2f} s compiled "
+            f"(medians of {r['n']} each, interleaved, inductor's cache warm), so compiling "
+            f"adds {stage['extra_s']:+.2f} s to a stage's first epoch and, at "
+            f"{stage['saved_per_epoch_s']:+.2f} s saved per later epoch, pays back {pays}. A "
+            f"stage of the study's {stage['study_epochs']} epochs (Fashion-MNIST VAE), "
+            f"compiled over eager, paired repeat by repeat: {r['ratio']:.2f} [{r['low']:.2f}, "
+            f"{r['high']:.2f}], **{stage['verdict']}**.")
     return "\n".join([
         "# Training throughput: vaebench against its floors and a DataLoader loop",
         "",
@@ -376,6 +510,10 @@ def render(result: dict, gemm: str, seed: int) -> str:
         "binarization: vaebench's exact sampler (raw random bytes against the grey levels, "
         "`vaebench/data/preprocess.py`), the baselines' torch.bernoulli.",
         "",
+        *(["What compiling costs before it pays (the first epoch against the eager loop's "
+           "first epoch, run by run; a later run compiles a new function, so dynamo traces "
+           "again and inductor's graphs load from its cache; a fresh process, such as a "
+           "stage, also imports the compiler):", "", *warm_lines, ""] if warm_lines else []),
         "Where the time goes (torch.profiler self CPU time over one run of "
         f"{result['epochs']} epochs, profiled; the last row is the wall time no torch op "
         "accounts for: Python, numpy's binarization and Philox words, autograd bookkeeping):",

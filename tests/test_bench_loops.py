@@ -89,3 +89,67 @@ def test_the_compiled_loop_pays_only_when_its_whole_interval_lies_below_one():
     assert cell(0.80, 0.95).endswith("(compile pays)")
     assert cell(1.02, 1.30).endswith("(compile does not pay)")
     assert cell(0.90, 1.10).endswith("(undecided)")
+
+
+def test_the_compiled_step_benchmarks_the_trainers_objective_to_the_bit():
+    """``vaebench_elbo`` with eps drawn from the trainer's stream is the VAE's own objective
+    (``model.objective`` at the same seed): the same values and the same gradients, bit for
+    bit, so the compiled loop of the training benchmark times vaebench's step and no other."""
+    from benchmarks.loops import vaebench_elbo
+    from kernels import reference
+    from vaebench.models import DataInfo, build_model, config_class
+
+    cfg = config_class("vae")(latent_dim=20, epochs=1, batch_size=BATCH, lr=1e-3)
+    info = DataInfo(dim=784, image_shape=(1, 28, 28), kind="image")
+    torch.manual_seed(3)
+    model = build_model("vae", cfg, info, backend="eager")
+    x = torch.bernoulli(torch.full((BATCH, 784), 0.3))
+    seed = 2**40 + 7
+
+    def grads(loss):
+        model.zero_grad()
+        loss.backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    own = model.objective(x, None, seed)[0]
+    own_grads = grads(-own.mean())
+    eps = reference.standard_normal(seed, (1, BATCH, 20))[0]
+    mine = vaebench_elbo(model, x, eps)
+    assert torch.equal(mine, own)
+    assert all(torch.equal(a, b) for a, b in zip(grads(-mine.mean()), own_grads, strict=True))
+    other = vaebench_elbo(model, x, reference.standard_normal(seed + 1, (1, BATCH, 20))[0])
+    assert not torch.equal(other, own)  # the comparison sees a different draw
+
+
+def test_warm_up_counts_the_first_epochs_and_the_break_even():
+    """The compiled loop's first epoch over the eager one's (first run apart, later runs by
+    their median), the median steady saving, and the epochs it takes to pay, by hand."""
+    from benchmarks.train_throughput import warm_up
+
+    eager = [[2.0, 1.0, 1.0], [2.2, 1.2, 1.2], [2.1, 1.1, 1.1]]
+    compiled = [[9.0, 0.8, 0.8], [3.0, 1.0, 1.0], [2.6, 0.8, 0.8]]
+    w = warm_up(compiled, eager)
+    assert w["first_run_extra_s"] == 7.0
+    assert abs(w["warm_extra_s"] - 0.65) < 1e-12  # median of 0.8 and 0.5
+    assert abs(w["saved_per_epoch_s"] - 0.2) < 1e-12  # median of 0.2, 0.2, 0.3
+    assert abs(w["epochs_to_pay"] - 3.25) < 1e-12
+    slower = warm_up([[3.0, 1.5, 1.5]], [[2.0, 1.0, 1.0]])
+    assert slower["epochs_to_pay"] is None and slower["saved_per_epoch_s"] == -0.5
+
+
+def test_stage_cost_pairs_a_fresh_first_epoch_with_the_steady_ones():
+    """A stage of E epochs: the fresh process's first epoch plus E - 1 steady epochs of the
+    same repeat's loop, compiled over eager; by hand, it pays at 6 epochs and not at 3."""
+    from benchmarks.train_throughput import stage_cost
+
+    result = {"epoch_seconds": {"vaebench loop eager": [[9.0, 2.0, 2.0]] * 3,
+                                "vaebench loop compiled": [[20.0, 1.0, 1.0]] * 3},
+              "fresh_process_one_epoch_seconds": {"eager": [5.0] * 3, "compiled": [8.0] * 3},
+              "study_epochs": {"vae-fashion-mnist": 6}}
+    six = stage_cost(result)
+    assert abs(six["stage_ratio"]["ratio"] - 13 / 15) < 1e-12  # (8 + 5 * 1) / (5 + 5 * 2)
+    assert six["verdict"] == "compile pays" and six["epochs_to_pay"] == 4.0  # 1 + 3 / 1
+    result["study_epochs"]["vae-fashion-mnist"] = 3
+    three = stage_cost(result)
+    assert abs(three["stage_ratio"]["ratio"] - 10 / 9) < 1e-12  # (8 + 2) / (5 + 4)
+    assert three["verdict"] == "compile does not pay"

@@ -19,7 +19,8 @@ by repeat so that drift in a shared machine's speed falls on all of them alike:
 The loops that report a test ELBO do so on the same fixed binarization of the test set.
 Afterwards torch.profiler splits an epoch of vaebench's loop and of the minimal loop by kind
 of work. Run: ``make bench-train`` (or ``python -m benchmarks.train_throughput --epochs 3``).
-Writes ``reports/benchmarks/train_throughput-<vendor>.{json,md}`` (``-amd``, ``-intel``).
+Writes ``reports/benchmarks/train_throughput-<vendor>.{json,md}`` (``-amd``, ``-intel``); the
+ratios, verdicts and the table come from ``benchmarks.train_report``.
 """
 
 from __future__ import annotations
@@ -38,13 +39,10 @@ import typer
 from torch.utils.data import DataLoader, Dataset
 
 from benchmarks.loops import (
-    CATEGORIES,
     PlainVAE,
     fashion_mnist_study,
     gemm_floor_epoch,
     gemm_flops_per_step,
-    interval_verdict,
-    paired_ratio,
     per_cpu,
     plain_loss,
     profile_breakdown,
@@ -52,6 +50,7 @@ from benchmarks.loops import (
     run_vaebench_compiled,
     shuffled,
 )
+from benchmarks.train_report import LABELS, TARGETS, ratios, render, steady
 
 ROOT = Path(__file__).resolve().parents[1]
 app = typer.Typer(add_completion=False)
@@ -188,38 +187,6 @@ def minimal_elbo(model, x_test: torch.Tensor, seed: int) -> float:
         return float(-plain_loss(logits, x_test, mu, logvar).mean())
 
 
-def steady(runs: list[list[float]]) -> float:
-    """Median epoch time over all runs, leaving out each run's first epoch (warm-up)."""
-    return float(np.median([s for run in runs for s in (run[1:] or run)]))
-
-
-def paired(runs: list[list[float]], base: list[list[float]]) -> dict[str, float]:
-    """This loop's steady epoch over ``base``'s, repeat by repeat (``loops.paired_ratio``)."""
-    return paired_ratio([steady([a]) for a in runs], [steady([b]) for b in base])
-
-
-LABELS = {
-    "vaebench": "vaebench, whole epoch (`study.gemm: auto`, here `{gemm}`)",
-    "vaebench steps": "vaebench, training steps only (`{gemm}`)",
-    "vaebench other": "vaebench, whole epoch, `study.gemm: {other}`",
-    "vaebench other steps": "vaebench, training steps only, `study.gemm: {other}`",
-    "minimal": "minimal eager loop (pre-binarized batches, torch.randn, fused Adam; aten)",
-    "minimal dynamic": "the minimal loop binarizing each batch afresh with torch.bernoulli",
-    "minimal compiled": ("the minimal loop with model and loss under torch.compile (its first "
-                         "epoch compiles, or loads inductor's cache)"),
-    "vaebench loop eager": ("vaebench's training step in a bare loop (its model, exact "
-                            "binarization and Philox eps, fused Adam; aten), eager"),
-    "vaebench loop compiled": ("the same loop with model and objective under torch.compile "
-                               "(eps drawn outside the graph; its first epoch compiles, or "
-                               "loads inductor's cache)"),
-    "gemm floor onednn": ("GEMM floor: the step's GEMMs alone in oneDNN (vaebench's Linear, "
-                          "`study.gemm: onednn`)"),
-    "gemm floor aten": "GEMM floor: the step's GEMMs alone in aten (nn.Linear's BLAS)",
-    "dataloader": "pytorch/examples + DataLoader (a PIL image per item, as torchvision's)",
-}
-TARGETS = {"over_minimal": 1.1, "over_gemm_floor": 1.8}
-
-
 @app.command()
 def main(epochs: int = 3, repeats: int = 6, seed: int = 0,
          out: Path = ROOT / "reports" / "benchmarks",
@@ -335,201 +302,6 @@ def main(epochs: int = 3, repeats: int = 6, seed: int = 0,
     md = render(result, gemms.get("vaebench", "auto"), seed)
     atomic_write_text(out / f"{name}.md", md)
     typer.echo(md)
-
-
-def floor_of(result: dict) -> dict[str, str]:
-    """Each loop's GEMM floor: that of its own library (vaebench's as resolved, else aten)."""
-    auto, other = result["gemm"]["vaebench"], result["gemm_other"]
-    lib_of = {"vaebench": auto, "vaebench steps": auto, "vaebench other": other,
-              "vaebench other steps": other}
-    return {k: f"gemm floor {lib_of.get(k, 'aten')}" for k in result["epoch_seconds"]}
-
-
-def ratios(result: dict) -> dict[str, dict]:
-    """Every loop over the minimal loop and over its GEMM floor, paired repeat by repeat."""
-    seconds, floors = result["epoch_seconds"], floor_of(result)
-    return {"over_minimal": {k: paired(v, seconds["minimal"]) for k, v in seconds.items()},
-            "over_gemm_floor": {k: paired(v, seconds[floors[k]])
-                                for k, v in seconds.items()},
-            "compiled_over_eager": {c: paired(seconds[c], seconds[e])
-                                    for c, e in COMPILED_PAIRS.items() if c in seconds}}
-
-
-# Each compiled loop and the eager loop it is judged against (compile pays: the whole interval
-# below 1, warm-up left out); ``warm_up`` says what its first epochs cost on top.
-COMPILED_PAIRS = {"minimal compiled": "minimal", "vaebench loop compiled": "vaebench loop eager"}
-
-
-def stage_cost(result: dict) -> dict | None:
-    """A train stage's view of compiling vaebench's step. New processes train one epoch, eager
-    and compiled (``fresh_process_seconds``): the first epoch a stage pays, imports, dynamo's
-    tracing and inductor's cache load included. A stage of the study's E epochs for this cell
-    then takes that plus E - 1 steady epochs of the same repeat's loop; the ratio of the two
-    stage times, paired repeat by repeat, with its interval, says whether compiling pays
-    there. ``epochs_to_pay`` describes the medians: the epochs after which the seconds
-    compiling adds to the first epoch are saved back (None where nothing is saved)."""
-    fresh = result.get("fresh_process_one_epoch_seconds")
-    seconds = result["epoch_seconds"]
-    if not fresh or "vaebench loop compiled" not in seconds:
-        return None
-    epochs = result["study_epochs"]["vae-fashion-mnist"]
-    comp = [steady([r]) for r in seconds["vaebench loop compiled"]]
-    eager = [steady([r]) for r in seconds["vaebench loop eager"]]
-    n = min(len(fresh["eager"]), len(comp))
-    stage_c = [fresh["compiled"][i] + (epochs - 1) * comp[i] for i in range(n)]
-    stage_e = [fresh["eager"][i] + (epochs - 1) * eager[i] for i in range(n)]
-    extra = float(np.median([c - e for c, e in zip(fresh["compiled"], fresh["eager"],
-                                                   strict=True)]))
-    saved = float(np.median([e - c for c, e in zip(comp, eager, strict=True)]))
-    ratio = paired_ratio(stage_c, stage_e)
-    return {"eager_s": float(np.median(fresh["eager"])),
-            "compiled_s": float(np.median(fresh["compiled"])), "extra_s": extra,
-            "saved_per_epoch_s": saved,
-            "epochs_to_pay": (1.0 if extra <= 0 else 1.0 + extra / saved if saved > 0
-                              else None),
-            "study_epochs": epochs, "stage_ratio": ratio,
-            "verdict": COMPILE_VERDICT[interval_verdict(ratio, 1.0)]}
-
-
-def warm_up(compiled: list[list[float]], eager: list[list[float]]) -> dict[str, float]:
-    """What compiling costs a run and when it has paid: the first epoch's extra seconds over
-    the eager loop's first epoch, in the first run of the process (inductor's cache as found)
-    and as the median over the later runs (a warm cache: the graphs load, nothing compiles),
-    and the steady seconds saved per epoch (median over repeats; negative: compile is slower).
-    ``epochs_to_pay``: the warm extra over the saving, the epochs a run must last for
-    compiling to pay (None where nothing is saved)."""
-    extra = [c[0] - e[0] for c, e in zip(compiled, eager, strict=True)]
-    saved = float(np.median([steady([e]) - steady([c])
-                             for c, e in zip(compiled, eager, strict=True)]))
-    warm = float(np.median(extra[1:] or extra))
-    return {"first_run_extra_s": extra[0], "warm_extra_s": warm, "saved_per_epoch_s": saved,
-            "epochs_to_pay": warm / saved if saved > 0 else None}
-
-
-COMPILE_VERDICT = {"met": "compile pays", "missed": "compile does not pay",
-                   "undecided": "undecided"}
-
-
-def _ratio_cell(iv: dict[str, float], target: float | None, words: dict | None = None) -> str:
-    text = f"{iv['ratio']:.2f} [{iv['low']:.2f}, {iv['high']:.2f}]"
-    if target is None:
-        return text
-    verdict = interval_verdict(iv, target)
-    return f"{text} ({(words or {}).get(verdict, verdict)})"
-
-
-def render(result: dict, gemm: str, seed: int) -> str:
-    med, seconds = result["steady_epoch_seconds"], result["epoch_seconds"]
-    rows = []
-    for k in (k for k in LABELS if k in med):  # the table's order, whatever the file's
-        label = LABELS[k].format(gemm=gemm, other=result.get("gemm_other", "aten"))
-        judged = k in ("vaebench", "vaebench other")
-        over_min = (_ratio_cell(result["over_minimal"][k], 1.0, COMPILE_VERDICT)
-                    if k == "minimal compiled" else  # pays when the whole interval is below 1
-                    _ratio_cell(result["over_minimal"][k],
-                                TARGETS["over_minimal"] if judged else None))
-        if k == "vaebench loop compiled":  # judged against its own eager loop, not the minimal
-            over_min += ("; over its eager loop " + _ratio_cell(
-                result["compiled_over_eager"][k], 1.0, COMPILE_VERDICT))
-        over_floor = _ratio_cell(result["over_gemm_floor"][k],
-                                 TARGETS["over_gemm_floor"] if judged else None)
-        runs = "; ".join(", ".join(f"{t:.2f}" for t in run) for run in seconds[k])
-        elbo = result["test_elbo"].get(k)
-        rows.append(f"| {label} | {med[k]:.2f} | {over_min} | {over_floor} | {runs} | "
-                    f"{'' if elbo is None else f'{elbo:.2f}'} |")
-    gemm_us = result["gemm_microseconds_128x784x400"]
-    gemm_rows = [f"| {name} | " + " | ".join(f"{gemm_us[lib][name]:.0f}" for lib in gemm_us)
-                 + " |" for name in gemm_us["aten"]]
-    bd = {loop: result["breakdown_seconds"][loop] for loop in ("vaebench", "minimal")}
-    kinds = [*CATEGORIES, "other torch ops", "Python, numpy and the rest"]
-    bd_rows = [f"| {kind} | " + " | ".join(
-        f"{bd[loop][kind]:.2f} ({bd[loop][kind] / bd[loop]['wall']:.0%})" for loop in bd) + " |"
-        for kind in kinds]
-    gf = result["gemm_floor_gflops"]
-    warm_lines = []
-    for c, e in COMPILED_PAIRS.items():
-        if c in seconds and e in seconds:
-            w = warm_up(seconds[c], seconds[e])
-            pay = ("never pays (nothing saved per epoch)" if w["epochs_to_pay"] is None else
-                   "pays from its first epoch" if w["epochs_to_pay"] <= 0 else
-                   f"pays after {w['epochs_to_pay']:.1f} epochs")
-            warm_lines.append(
-                f"- {c} against {e}: first epoch {w['first_run_extra_s']:+.2f} s in the "
-                f"process's first run, {w['warm_extra_s']:+.2f} s (median) on a warm cache; "
-                f"{w['saved_per_epoch_s']:+.2f} s saved per steady epoch (median); so, on a "
-                f"warm cache, it {pay}.")
-    stage = stage_cost(result)
-    if stage is not None:
-        r = stage["stage_ratio"]
-        pays = ("never" if stage["epochs_to_pay"] is None else
-                f"after {stage['epochs_to_pay']:.1f} epochs")
-        warm_lines.append(
-            f"- a train stage's view: a new process that loads the data and trains one epoch "
-            f"took {stage['eager_s']:.2f} s eager and {stage['compiled_s']:.2f} s compiled "
-            f"(medians of {r['n']} each, interleaved, inductor's cache warm), so compiling "
-            f"adds {stage['extra_s']:+.2f} s to a stage's first epoch and, at "
-            f"{stage['saved_per_epoch_s']:+.2f} s saved per later epoch, pays back {pays}. A "
-            f"stage of the study's {stage['study_epochs']} epochs (Fashion-MNIST VAE), "
-            f"compiled over eager, paired repeat by repeat: {r['ratio']:.2f} [{r['low']:.2f}, "
-            f"{r['high']:.2f}], **{stage['verdict']}**.")
-    return "\n".join([
-        "# Training throughput: vaebench against its floors and a DataLoader loop",
-        "",
-        f"{result['date']}, {result['device']}, {result['threads']} threads, torch "
-        f"{result['torch']}, kernel backend `{result['backend']}`, load average "
-        f"{result['load_average'][0]:.1f} at the start and {result['load_average'][1]:.1f} at "
-        "the end (2 cores, shared). Fashion-MNIST "
-        f"({result['n_train']} training images, {result['steps_per_epoch']} steps of 128 per "
-        f"epoch), 784-400-20 MLP VAE, Adam 1e-3, {result['epochs']} epochs per run, "
-        f"{result['repeats']} runs of each loop, interleaved (one run of every loop"
-        + (", in a fresh seeded order" if result.get("order") == "shuffled" else "")
-        + ", then the next). Targets: vaebench's whole epoch at most "
-        f"{TARGETS['over_minimal']}x the minimal loop and at most {TARGETS['over_gemm_floor']}x "
-        "the GEMM floor of its library (a stretch).",
-        "",
-        "| loop | median epoch (s) | x minimal loop | x GEMM floor | seconds per epoch, run by "
-        "run | test ELBO (nats) |",
-        "|---|---|---|---|---|---|",
-        *rows,
-        "",
-        "Median epoch: over all runs, leaving out each run's first epoch. 'x minimal loop' and "
-        "'x GEMM floor': this loop's epoch over theirs (below 1: faster), paired run by run "
-        "(each run's median steady epoch over that of the other loop's run in the same "
-        "repeat), as the geometric mean over the "
-        f"{result['repeats']} repeats with its 95% Student-t interval on the log scale. A "
-        "target is met when the whole interval lies at or below it, missed when the whole "
-        "interval lies above, and undecided otherwise. The GEMM "
-        "floor is that of the loop's own GEMM library ("
-        + ", ".join(f"{k.removeprefix('gemm floor ')} {v:.0f} GFLOP/s" for k, v in gf.items())
-        + "). The compiled minimal loop is judged against the eager one: compile pays when "
-        "the whole interval lies below 1 (each run's first epoch, its warm-up, is left out of "
-        "the ratio and shown in the run-by-run times). The whole vaebench epoch includes its "
-        "validation pass and checkpoint. The test "
-        "ELBO is one draw per point on the test set binarized once (seed "
-        f"{seed}); the minimal loop trains on one fixed binarization, the others on dynamic "
-        "binarization: vaebench's exact sampler (raw random bytes against the grey levels, "
-        "`vaebench/data/preprocess.py`), the baselines' torch.bernoulli.",
-        "",
-        *(["What compiling costs before it pays (the first epoch against the eager loop's "
-           "first epoch, run by run; a later run compiles a new function, so dynamo traces "
-           "again and inductor's graphs load from its cache; a fresh process, such as a "
-           "stage, also imports the compiler):", "", *warm_lines, ""] if warm_lines else []),
-        "Where the time goes (torch.profiler self CPU time over one run of "
-        f"{result['epochs']} epochs, profiled; the last row is the wall time no torch op "
-        "accounts for: Python, numpy's binarization and Philox words, autograd bookkeeping):",
-        "",
-        "| work | " + " | ".join(bd) + " |",
-        "|---|" + "---|" * len(bd),
-        *bd_rows,
-        "| wall (profiled) | " + " | ".join(f"{bd[loop]['wall']:.2f}" for loop in bd) + " |",
-        "",
-        "The 128 x 784 x 400 GEMMs, median microseconds per call:",
-        "",
-        "| GEMM | " + " | ".join(gemm_us) + " |",
-        "|---|" + "---|" * len(gemm_us),
-        *gemm_rows,
-        "",
-    ])
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ def test_paired_ratio_against_scipy_its_verdicts_and_the_order():
     from scipy import stats
 
     from benchmarks.loops import interval_verdict, shuffled
-    from benchmarks.train_throughput import paired
+    from benchmarks.train_report import paired
 
     base = [[9.0, 2.0, 2.2], [9.0, 3.0, 3.0], [9.0, 2.5, 2.7]]
     loop = [[1.0, 2.3, 2.3], [1.0, 3.1, 3.5], [1.0, 2.9, 2.9]]
@@ -80,7 +80,7 @@ def test_the_compiled_step_computes_the_eager_step_in_float64():
 
 
 def test_the_compiled_loop_pays_only_when_its_whole_interval_lies_below_one():
-    from benchmarks.train_throughput import COMPILE_VERDICT, _ratio_cell
+    from benchmarks.train_report import COMPILE_VERDICT, _ratio_cell
 
     def cell(low, high):
         return _ratio_cell({"ratio": (low * high) ** 0.5, "low": low, "high": high}, 1.0,
@@ -124,7 +124,7 @@ def test_the_compiled_step_benchmarks_the_trainers_objective_to_the_bit():
 def test_warm_up_counts_the_first_epochs_and_the_break_even():
     """The compiled loop's first epoch over the eager one's (first run apart, later runs by
     their median), the median steady saving, and the epochs it takes to pay, by hand."""
-    from benchmarks.train_throughput import warm_up
+    from benchmarks.train_report import warm_up
 
     eager = [[2.0, 1.0, 1.0], [2.2, 1.2, 1.2], [2.1, 1.1, 1.1]]
     compiled = [[9.0, 0.8, 0.8], [3.0, 1.0, 1.0], [2.6, 0.8, 0.8]]
@@ -140,7 +140,7 @@ def test_warm_up_counts_the_first_epochs_and_the_break_even():
 def test_stage_cost_pairs_a_fresh_first_epoch_with_the_steady_ones():
     """A stage of E epochs: the fresh process's first epoch plus E - 1 steady epochs of the
     same repeat's loop, compiled over eager; by hand, it pays at 6 epochs and not at 3."""
-    from benchmarks.train_throughput import stage_cost
+    from benchmarks.train_report import stage_cost
 
     result = {"epoch_seconds": {"vaebench loop eager": [[9.0, 2.0, 2.0]] * 3,
                                 "vaebench loop compiled": [[20.0, 1.0, 1.0]] * 3},

@@ -12,12 +12,15 @@ of the Philox work per normal. This script times, on one GPU, in one run:
 - ``randn4x``: a kernel writing ``tl.randn4x`` (four normals per counter), the other stream;
 - ``torch.randn``: PyTorch's own generator filling the tensor;
 - the triton backend's whole ``reparameterize_kl``, forward and forward + backward, at the
-  benchmark's largest case (65536 x 256, S = 50), against its minimal bytes.
+  benchmark's largest case (65536 x 256, S = 50), against its minimal bytes;
+- ``z alone``: z = mu + exp(logvar / 2) eps fused with each stream's draw (the forward without
+  its KL): how far would a randn4x stream lift the op itself?
 
 Times are medians of CUDA-event timings (``triton.testing.do_bench``), not wall-clock rounds,
 so launch overhead does not enter. Before timing, the ``randn`` kernel's output is checked
-bit for bit against ``kernels.reference.standard_normal`` and ``randn4x``'s moments against
-N(0, 1), so a broken kernel reports nothing. Run on a CUDA machine (``make gpu-check`` runs
+against ``kernels.reference.standard_normal`` (to float32 rounding), ``randn4x``'s moments
+against N(0, 1), and each fused z against mu + sigma eps of its own draw, so a broken kernel
+reports nothing. Run on a CUDA machine (``make gpu-check`` runs
 it): ``python benchmarks/gpu_draw.py``; writes ``reports/kernels/gpu_draw_cuda.md`` and, with
 ``--out DIR``, a copy there.
 """
@@ -69,6 +72,51 @@ def _randn4x_kernel(out_ptr, n, seed, BLOCK: tl.constexpr):
     tl.store(out_ptr + base + 3 * BLOCK, e3, mask=base + 3 * BLOCK < n)
 
 
+@triton.jit
+def _z_store(mu_ptr, lv_ptr, z_ptr, pos, m, total, eps):
+    """z[pos] = mu[pos % m] + exp(lv[pos % m] / 2) * eps where pos < total (K&W 2014, eq. 10)."""
+    mask = pos < total
+    j = pos % m
+    mu = tl.load(mu_ptr + j, mask=mask, other=0.0)
+    lv = tl.load(lv_ptr + j, mask=mask, other=0.0)
+    tl.store(z_ptr + pos, mu + tl.exp(0.5 * lv) * eps, mask=mask)
+
+
+@triton.jit(do_not_specialize=["seed"])
+def _z_randn_kernel(mu_ptr, lv_ptr, z_ptr, m, total, seed, BLOCK: tl.constexpr):
+    """z = mu + sigma eps over S samples, eps[i] = tl.randn(seed, i): the fused forward's
+    reads, writes and draw, without its KL (2 M of the S M + 2 M floats it moves)."""
+    pos = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
+    _z_store(mu_ptr, lv_ptr, z_ptr, pos, m, total, tl.randn(seed, pos))
+
+
+@triton.jit(do_not_specialize=["seed"])
+def _z_randn4x_kernel(mu_ptr, lv_ptr, z_ptr, m, total, seed, BLOCK: tl.constexpr):
+    """The same z with four normals per Philox counter, laid out as ``_randn4x_kernel``'s."""
+    pid = tl.program_id(0).to(tl.int64)
+    lane = tl.arange(0, BLOCK).to(tl.int64)
+    e0, e1, e2, e3 = tl.randn4x(seed, pid * BLOCK + lane)
+    base = pid * 4 * BLOCK + lane
+    _z_store(mu_ptr, lv_ptr, z_ptr, base, m, total, e0)
+    _z_store(mu_ptr, lv_ptr, z_ptr, base + BLOCK, m, total, e1)
+    _z_store(mu_ptr, lv_ptr, z_ptr, base + 2 * BLOCK, m, total, e2)
+    _z_store(mu_ptr, lv_ptr, z_ptr, base + 3 * BLOCK, m, total, e3)
+
+
+def z_randn(mu: torch.Tensor, lv: torch.Tensor, z: torch.Tensor, seed: int) -> None:
+    """z (S, *mu.shape) from the kernels' stream, one Philox call per normal."""
+    total = z.numel()
+    _z_randn_kernel[(triton.cdiv(total, BLOCK),)](mu, lv, z, mu.numel(), total,
+                                                   reference.fold_seed(seed), BLOCK=BLOCK)
+
+
+def z_randn4x(mu: torch.Tensor, lv: torch.Tensor, z: torch.Tensor, seed: int) -> None:
+    """z (S, *mu.shape) with four normals per Philox call."""
+    total = z.numel()
+    _z_randn4x_kernel[(triton.cdiv(total, 4 * BLOCK),)](mu, lv, z, mu.numel(), total,
+                                                         reference.fold_seed(seed), BLOCK=BLOCK)
+
+
 def draw_randn(out: torch.Tensor, seed: int) -> None:
     n = out.numel()
     _randn_kernel[(triton.cdiv(n, BLOCK),)](out, n, reference.fold_seed(seed), BLOCK=BLOCK)
@@ -97,7 +145,23 @@ def check(device: torch.device, n: int = (1 << 20) + 3) -> dict:
     if not (math.isfinite(mean) and abs(mean) < 6 / math.sqrt(n)
             and abs(var - 1) < 6 * math.sqrt(2 / n)):
         raise SystemExit(f"error: randn4x draws mean {mean:.4g}, variance {var:.4g}")
-    return {"randn_matches_reference": n, "randn4x_mean": mean, "randn4x_var": var}
+    # The fused z kernels: each equals mu + exp(lv / 2) eps with its draw kernel's eps.
+    m = max(1, n // 3)
+    gen = torch.Generator(device=device).manual_seed(4)
+    mu = torch.randn(m, device=device, generator=gen)
+    lv = torch.randn(m, device=device, generator=gen)
+    for name, fused, draw in (("z_randn", z_randn, draw_randn),
+                              ("z_randn4x", z_randn4x, draw_randn4x)):
+        eps = torch.empty(3, m, device=device)
+        draw(eps, SEED)
+        z = torch.full((3, m), float("nan"), device=device)
+        fused(mu, lv, z, SEED)
+        try:
+            torch.testing.assert_close(z, mu + torch.exp(0.5 * lv) * eps, rtol=1e-6, atol=1e-6)
+        except AssertionError as err:
+            raise SystemExit(f"error: {name} is not mu + sigma eps of its draw: {err}") from None
+    return {"randn_matches_reference": n, "randn4x_mean": mean, "randn4x_var": var,
+            "fused_z_checked": 3 * m}
 
 
 def _ms(fn) -> float:
@@ -139,8 +203,15 @@ def measure_op(device: torch.device) -> list[dict]:
         z, kl = kernels.reparameterize_kl(mu_g, lv_g, S, seed=SEED, backend="triton")
         torch.autograd.grad((z, kl), (mu_g, lv_g), (g_z, g_kl))
 
-    return [_row(f"triton reparameterize_kl {mode} {N}x{D} S={S}", fn,
-                 latent_bytes(N, D, S, mode)) for mode, fn in (("fwd", fwd), ("fwd+bwd", fwd_bwd))]
+    z = torch.empty(S, N, D, device=device)
+    z_bytes = (S + 2) * N * D * 4  # reads mu and logvar, writes z
+    return [*(_row(f"triton reparameterize_kl {mode} {N}x{D} S={S}", fn,
+                   latent_bytes(N, D, S, mode)) for mode, fn in (("fwd", fwd),
+                                                                 ("fwd+bwd", fwd_bwd))),
+            _row(f"z alone, randn stream {N}x{D} S={S}", lambda: z_randn(mu, lv, z, SEED),
+                 z_bytes),
+            _row(f"z alone, randn4x stream {N}x{D} S={S}", lambda: z_randn4x(mu, lv, z, SEED),
+                 z_bytes)]
 
 
 def render(rows: list[dict], meta: dict, checks: dict) -> str:
@@ -151,7 +222,9 @@ def render(rows: list[dict], meta: dict, checks: dict) -> str:
     lines += [f"- checks: the randn kernel equals `kernels.reference.standard_normal` (rtol 1e-6, "
               f"atol 2e-6) "
               f"on {checks['randn_matches_reference']} elements; randn4x mean "
-              f"{checks['randn4x_mean']:.2e}, variance {checks['randn4x_var']:.4f}", "",
+              f"{checks['randn4x_mean']:.2e}, variance {checks['randn4x_var']:.4f}; the fused "
+              f"z kernels equal mu + exp(logvar / 2) eps of their draws on "
+              f"{checks.get('fused_z_checked', 0)} elements", "",
               f"Medians of CUDA-event timings (`triton.testing.do_bench`). Draws write {S}x{N}x{D} "
               "float32 (bytes = those written); 'of fill' and 'of copy' are GB/s over the "
               "fill's (write-only) and the copy's (read + write) GB/s.", "",
@@ -162,7 +235,14 @@ def render(rows: list[dict], meta: dict, checks: dict) -> str:
     r1, r4 = by["randn"]["ms"], by["randn4x"]["ms"]
     lines += ["", f"randn4x draws {r1 / r4:.2f}x faster than randn; the kernels' "
               f"stream alone reaches {by['randn']['GB/s'] / fill:.0%} of the write-only "
-              f"floor, randn4x {by['randn4x']['GB/s'] / fill:.0%}.", ""]
+              f"floor, randn4x {by['randn4x']['GB/s'] / fill:.0%}."]
+    zs = [r for r in rows if r["op"].startswith("z alone")]
+    if len(zs) == 2:
+        lines += [f"The fused z = mu + sigma eps alone (the forward without its KL; bytes: mu "
+                  f"and logvar read, z written): {zs[0]['GB/s'] / copy:.0%} of copy with the "
+                  f"kernels' stream, {zs[1]['GB/s'] / copy:.0%} with four normals per Philox "
+                  f"call ({zs[0]['ms'] / zs[1]['ms']:.2f}x faster)."]
+    lines.append("")
     return "\n".join(lines)
 
 

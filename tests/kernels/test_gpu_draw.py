@@ -41,3 +41,16 @@ def test_the_randn4x_kernel_fills_every_position(device):
     out = torch.full((N,), float("nan"), device=device)
     gpu_draw.draw_randn4x(out, 3)
     assert not out.isnan().any()
+
+
+@pytest.mark.parametrize("fused", ["z_randn", "z_randn4x"])
+def test_the_check_stops_on_a_wrong_fused_z(device, monkeypatch, fused):
+    kernel = getattr(gpu_draw, fused)
+
+    def shifted(mu, lv, z, seed):
+        kernel(mu, lv, z, seed)
+        z[-1, -1] += 1e-3  # the last element: a ragged tail's mask
+
+    monkeypatch.setattr(gpu_draw, fused, shifted)
+    with pytest.raises(SystemExit, match=f"{fused} is not mu"):
+        gpu_draw.check(device, n=N)

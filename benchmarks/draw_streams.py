@@ -99,7 +99,7 @@ def forward4x_fused(mu, lv, key, n_samples_p2: int):
 
 def forward_from_eps(mu, lv, eps):
     """z and kl from a drawn eps (plain PyTorch's forward, and the second of two passes)."""
-    return mu + torch.exp(0.5 * lv) * eps, compiled._kl(mu, lv)
+    return reference.reparameterize_with_eps(mu, lv, eps), compiled._kl(mu, lv)
 
 
 def forwards(seed: int = 1) -> dict[str, object]:

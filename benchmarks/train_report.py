@@ -89,7 +89,8 @@ def stage_cost(result: dict) -> dict | None:
     stage_e = [fresh["eager"][i] + (epochs - 1) * eager[i] for i in range(n)]
     extra = float(np.median([c - e for c, e in zip(fresh["compiled"], fresh["eager"],
                                                    strict=True)]))
-    saved = float(np.median([e - c for c, e in zip(comp, eager, strict=True)]))
+    saved = warm_up(seconds["vaebench loop compiled"],
+                    seconds["vaebench loop eager"])["saved_per_epoch_s"]
     ratio = paired_ratio(stage_c, stage_e)
     return {"eager_s": float(np.median(fresh["eager"])),
             "compiled_s": float(np.median(fresh["compiled"])), "extra_s": extra,

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -132,8 +134,61 @@ def standard_normal(seed: int, shape: tuple[int, ...], device: torch.device | st
     """eps ~ N(0, I) of ``shape``; element at row-major flat position i uses counter offset + i.
 
     A pure function of (seed, offset + i). Generated in chunks to bound memory; the chunk
-    size does not change the values.
+    size does not change the values. Inside ``draws_ahead`` it may come from that block's
+    store: the same values, drawn earlier.
     """
+    if _blocks:
+        return _blocks[-1].take(seed, tuple(shape), torch.device(device), dtype, offset)
+    return _standard_normal(seed, shape, device, dtype, offset)
+
+
+class _DrawsAhead:
+    """The store of one ``draws_ahead`` block: eps keyed by every argument of the draw."""
+
+    def __init__(self, seeds: Sequence[int]):
+        self.seeds = list(seeds)
+        self.drawn: dict[tuple, Tensor] = {}  # drawn ahead, not yet taken
+        self.done: set[tuple] = set()  # every key drawn ahead, taken or not
+
+    def take(self, seed, shape, device, dtype, offset) -> Tensor:
+        rest = (shape, device, dtype, offset)
+        if (seed, *rest) in self.drawn:
+            return self.drawn.pop((seed, *rest))
+        if seed not in self.seeds or (seed, *rest) in self.done:  # drawn now, as outside
+            return _standard_normal(seed, shape, device, dtype, offset)
+        for s in self.seeds[self.seeds.index(seed):]:  # this draw and the later ones
+            if (s, *rest) not in self.done:
+                self.drawn[(s, *rest)] = _standard_normal(s, shape, device, dtype, offset)
+                self.done.add((s, *rest))
+        return self.drawn.pop((seed, *rest))
+
+
+_blocks: list[_DrawsAhead] = []  # the open draws_ahead blocks, innermost last
+
+
+@contextmanager
+def draws_ahead(seeds: Sequence[int]) -> Iterator[None]:
+    """Draw the eps of several coming steps together: the trainer's lookahead.
+
+    Inside the block, the first ``standard_normal`` call for one of ``seeds`` also draws,
+    with the same shape, device, dtype and offset, the normals of every later seed of the
+    list, one by one, and keeps them; each later call for one of them takes its own. Every
+    value comes from the very call that would have made it without the block, so eps is the
+    same to the bit (``tests/kernels/test_rng.py``); only the time of the draw moves: a
+    block of draws in a row finds the CPU's caches warm, a draw between two training steps
+    finds them full of the step's weights (``vaebench.train.LOOKAHEAD_STEPS``).
+    """
+    block = _DrawsAhead(seeds)
+    _blocks.append(block)
+    try:
+        yield
+    finally:
+        _blocks.remove(block)
+
+
+def _standard_normal(seed: int, shape: tuple[int, ...], device: torch.device | str,
+                     dtype: torch.dtype, offset: int) -> Tensor:
+    """``standard_normal``, always drawn now."""
     k0, k1 = philox_key(seed)
     device = torch.device(device)
     numel = math.prod(shape)

@@ -181,6 +181,33 @@ def test_seed_folding_and_types():
             reference.fold_seed(bad)
 
 
+def test_draws_ahead_gives_each_draw_its_own_values_drawn_early(monkeypatch):
+    """Inside ``draws_ahead``, the first draw of the announced seeds draws them all (same
+    shape, device, dtype, offset); each call still gets, to the bit, what it gets outside the
+    block, in any order, for any shape, announced or not."""
+    seeds = [kernels.step_seed(5, t) for t in range(4)]
+    shape = (1, 6, 3)
+    want = {s: reference.standard_normal(s, shape, offset=7) for s in seeds}
+    calls = []
+    real = reference._standard_normal
+    monkeypatch.setattr(reference, "_standard_normal",
+                        lambda seed, *a: calls.append(seed) or real(seed, *a))
+    with reference.draws_ahead(seeds):
+        assert torch.equal(reference.standard_normal(seeds[1], shape, offset=7), want[seeds[1]])
+        assert calls == seeds[1:]  # this one and the later ones, drawn now
+        assert torch.equal(reference.standard_normal(seeds[0], shape, offset=7), want[seeds[0]])
+        other = reference.standard_normal(seeds[3], (2, 3), offset=7)  # another shape
+        assert torch.equal(other, real(seeds[3], (2, 3), "cpu", torch.float32, 7))
+        for s in seeds[2:]:
+            assert torch.equal(reference.standard_normal(s, shape, offset=7), want[s])
+        unannounced = reference.standard_normal(99, shape)
+        assert torch.equal(unannounced, real(99, shape, "cpu", torch.float32, 0))
+        again = reference.standard_normal(seeds[2], shape, offset=7)  # taken already: redrawn
+        assert torch.equal(again, want[seeds[2]])
+    assert calls == [*seeds[1:], seeds[0], seeds[3], 99, seeds[2]]  # none drawn twice ahead
+    assert not reference._blocks  # the block is closed
+
+
 @pytest.mark.parametrize("backend", ["eager", "compile"])
 def test_same_seed_bit_identical_other_seed_different(backend, inputs):
     mu, logvar = inputs((64, 16))

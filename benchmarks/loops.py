@@ -1,10 +1,11 @@
 """The floors vaebench's training loop is measured against, and where its time goes.
 
-- ``run_minimal``: the framework's own floor, a minimal eager step loop on the same
+- ``MinimalLoop``, ``run_minimal``: the framework's own floor, a minimal eager step loop on the same
   784-400-20 VAE: batches gathered by index from a training set binarized once in memory,
   ``torch.randn`` noise, fused Adam, nothing else (no validation, no checkpoint, no stats).
   With ``compiled``, model and loss run under ``torch.compile``: whether compiling the whole
-  step pays for the study's net, measured rather than assumed.
+  step pays for the study's net, measured rather than assumed. One epoch at a time, it can
+  run between two of the trainer's epochs: a comparison paired epoch by epoch.
 - ``run_vaebench_compiled``: vaebench's own training step (its model, its exact dynamic
   binarization, its Philox eps, fused Adam) with model and objective under ``torch.compile``
   and eps drawn outside the graph (``vaebench_elbo``): would compiling the trainer's step pay?
@@ -141,38 +142,47 @@ def batch_loss(model: PlainVAE, x: torch.Tensor, eps: torch.Tensor | None = None
     return plain_loss(logits, x, mu, logvar).mean()
 
 
-def run_minimal(x_train: np.ndarray, levels: int, epochs: int, seed: int,
-                on_epoch: Callable[[], None] | None = None, dynamic: bool = False,
-                compiled: bool = False) -> tuple[list[float], PlainVAE]:
-    """Seconds per epoch of the minimal eager loop (training steps, nothing else). ``dynamic``:
-    a fresh ``torch.bernoulli`` draw of every batch, as a user would binarize dynamically,
-    instead of one binarization before any timing. ``compiled``: model and loss (forward and,
-    through AOTAutograd, backward) under ``torch.compile``, eps drawn by ``torch.randn``
-    outside; the first epoch then includes the compilation, or its load from inductor's cache."""
-    torch.manual_seed(seed)
-    model = PlainVAE()
-    step_loss = torch.compile(batch_loss) if compiled else batch_loss
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
-    grey = torch.from_numpy(np.ascontiguousarray(x_train)).float() / (levels - 1)
-    x = grey if dynamic else torch.bernoulli(grey)  # binarized once, in memory
-    n = len(x)
-    steps = n // BATCH
-    seconds = []
-    for _ in range(epochs):
+class MinimalLoop:
+    """The minimal eager step loop (training steps, nothing else), one epoch per ``epoch()``.
+
+    ``dynamic``: a fresh ``torch.bernoulli`` draw of every batch, as a user would binarize
+    dynamically, instead of one binarization before any timing. ``compiled``: model and loss
+    (forward and, through AOTAutograd, backward) under ``torch.compile``, eps drawn by
+    ``torch.randn`` outside; the first epoch then includes the compilation, or its load from
+    inductor's cache."""
+
+    def __init__(self, x_train: np.ndarray, levels: int, seed: int, dynamic: bool = False,
+                 compiled: bool = False):
+        torch.manual_seed(seed)
+        self.model = PlainVAE()
+        self.step_loss = torch.compile(batch_loss) if compiled else batch_loss
+        self.compiled, self.dynamic = compiled, dynamic
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3, fused=True)
+        grey = torch.from_numpy(np.ascontiguousarray(x_train)).float() / (levels - 1)
+        self.x = grey if dynamic else torch.bernoulli(grey)  # binarized once, in memory
+
+    def epoch(self) -> float:
+        """Train one epoch; its seconds."""
         t0 = time.perf_counter()
+        n = len(self.x)
         perm = torch.randperm(n)
-        for b in range(steps):
-            xb = x.index_select(0, perm[b * BATCH:(b + 1) * BATCH])
-            if dynamic:
+        for b in range(n // BATCH):
+            xb = self.x.index_select(0, perm[b * BATCH:(b + 1) * BATCH])
+            if self.dynamic:
                 xb = torch.bernoulli(xb)
-            loss = step_loss(model, xb, torch.randn(len(xb), SIZES[2]) if compiled else None)
-            opt.zero_grad(set_to_none=True)
+            loss = self.step_loss(self.model, xb,
+                                  torch.randn(len(xb), SIZES[2]) if self.compiled else None)
+            self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
-        seconds.append(time.perf_counter() - t0)
-        if on_epoch is not None:
-            on_epoch()
-    return seconds, model
+            self.opt.step()
+        return time.perf_counter() - t0
+
+
+def run_minimal(x_train: np.ndarray, levels: int, epochs: int, seed: int, dynamic: bool = False,
+                compiled: bool = False) -> tuple[list[float], PlainVAE]:
+    """Seconds per epoch of ``epochs`` epochs of the ``MinimalLoop``, and its model."""
+    loop = MinimalLoop(x_train, levels, seed, dynamic, compiled)
+    return [loop.epoch() for _ in range(epochs)], loop.model
 
 
 def vaebench_elbo(model, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:

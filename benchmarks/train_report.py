@@ -25,6 +25,9 @@ def paired(runs: list[list[float]], base: list[list[float]]) -> dict[str, float]
 
 
 LABELS = {
+    "vaebench paired": ("vaebench, whole epoch, each followed by an epoch of the minimal loop "
+                        "(`{gemm}`; paired epoch by epoch: the 1.1x target's judge)"),
+    "minimal paired": "the minimal loop's epochs run beside those",
     "vaebench": "vaebench, whole epoch (`study.gemm: auto`, here `{gemm}`)",
     "vaebench steps": "vaebench, training steps only (`{gemm}`)",
     "vaebench other": "vaebench, whole epoch, `study.gemm: {other}`",
@@ -49,15 +52,29 @@ TARGETS = {"over_minimal": 1.1, "over_gemm_floor": 1.8}
 def floor_of(result: dict) -> dict[str, str]:
     """Each loop's GEMM floor: that of its own library (vaebench's as resolved, else aten)."""
     auto, other = result["gemm"]["vaebench"], result["gemm_other"]
-    lib_of = {"vaebench": auto, "vaebench steps": auto, "vaebench other": other,
+    lib_of = {"vaebench": auto, "vaebench steps": auto, "vaebench paired": auto,
+              "vaebench other": other,
               "vaebench other steps": other}
     return {k: f"gemm floor {lib_of.get(k, 'aten')}" for k in result["epoch_seconds"]}
 
 
+def epoch_paired(runs: list[list[float]], beside: list[list[float]]) -> dict[str, float]:
+    """This loop's epochs over the epochs run beside them (``run_epoch_paired``), epoch by
+    epoch, pooled over runs, each run's first epoch left out (``loops.paired_ratio``)."""
+    pairs = [(a, b) for run, other in zip(runs, beside, strict=True)
+             for a, b in list(zip(run, other, strict=True))[1:]]
+    return paired_ratio([a for a, _ in pairs], [b for _, b in pairs])
+
+
 def ratios(result: dict) -> dict[str, dict]:
-    """Every loop over the minimal loop and over its GEMM floor, paired repeat by repeat."""
+    """Every loop over the minimal loop and over its GEMM floor, paired repeat by repeat; the
+    epoch-paired runs, epoch by epoch."""
     seconds, floors = result["epoch_seconds"], floor_of(result)
-    return {"over_minimal": {k: paired(v, seconds["minimal"]) for k, v in seconds.items()},
+    by_epoch = ({"vaebench paired": epoch_paired(seconds["vaebench paired"],
+                                                 seconds["minimal paired"])}
+                if "vaebench paired" in seconds else {})
+    return {"over_minimal": {k: by_epoch.get(k) or paired(v, seconds["minimal"])
+                             for k, v in seconds.items()},
             "over_gemm_floor": {k: paired(v, seconds[floors[k]])
                                 for k, v in seconds.items()},
             "compiled_over_eager": {c: paired(seconds[c], seconds[e])
@@ -134,10 +151,12 @@ def render(result: dict, gemm: str, seed: int) -> str:
     for k in (k for k in LABELS if k in med):  # the table's order, whatever the file's
         label = LABELS[k].format(gemm=gemm, other=result.get("gemm_other", "aten"))
         judged = k in ("vaebench", "vaebench other")
+        # the 1.1x target is judged epoch by epoch where that was measured, else run by run
+        judge_min = "vaebench paired" if "vaebench paired" in med else "vaebench"
         over_min = (_ratio_cell(result["over_minimal"][k], 1.0, COMPILE_VERDICT)
                     if k == "minimal compiled" else  # pays when the whole interval is below 1
                     _ratio_cell(result["over_minimal"][k],
-                                TARGETS["over_minimal"] if judged else None))
+                                TARGETS["over_minimal"] if k == judge_min else None))
         if k == "vaebench loop compiled":  # judged against its own eager loop, not the minimal
             over_min += ("; over its eager loop " + _ratio_cell(
                 result["compiled_over_eager"][k], 1.0, COMPILE_VERDICT))
@@ -208,7 +227,16 @@ def render(result: dict, gemm: str, seed: int) -> str:
         "repeat), as the geometric mean over the "
         f"{result['repeats']} repeats with its 95% Student-t interval on the log scale. A "
         "target is met when the whole interval lies at or below it, missed when the whole "
-        "interval lies above, and undecided otherwise. The GEMM "
+        "interval lies above, and undecided otherwise. "
+        + (f"The first row alone is judged against {TARGETS['over_minimal']}x, and paired "
+           "epoch by epoch: in each repeat one run of vaebench's trainer for "
+           f"{result.get('paired_epochs')} epochs, each epoch followed (from the trainer's "
+           "`on_epoch`, after validation and checkpoint) by one epoch of a minimal loop, so "
+           "that the two epochs of a pair see the same speed of the shared machine; the ratio "
+           "is the geometric mean over the pairs, each run's first left out ("
+           f"{result['over_minimal']['vaebench paired']['n']} pairs), with its 95% Student-t "
+           "interval. " if "vaebench paired" in med else "")
+        + "The GEMM "
         "floor is that of the loop's own GEMM library ("
         + ", ".join(f"{k.removeprefix('gemm floor ')} {v:.0f} GFLOP/s" for k, v in gf.items())
         + "). The compiled minimal loop is judged against the eager one: compile pays when "

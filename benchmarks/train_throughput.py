@@ -6,7 +6,9 @@ by repeat so that drift in a shared machine's speed falls on all of them alike:
 
 - vaebench's trainer (``vaebench.train.train``), with its GEMM library as configured and with
   ``study.gemm: aten`` (the BLAS behind ``nn.Linear``); its epoch is timed twice: training
-  steps only, and whole (validation and checkpoint included);
+  steps only, and whole (validation and checkpoint included); and once more, for the
+  1.1x target, with an epoch of the minimal loop after each of its epochs, paired epoch by
+  epoch (``run_epoch_paired``);
 - the minimal eager step loop (``benchmarks.loops.run_minimal``): the framework's own floor;
   the same loop with model and loss under ``torch.compile`` (does compiling the step pay?);
 - vaebench's own step in a bare loop (``benchmarks.loops.run_vaebench_compiled``), eager and
@@ -39,6 +41,7 @@ import typer
 from torch.utils.data import DataLoader, Dataset
 
 from benchmarks.loops import (
+    MinimalLoop,
     PlainVAE,
     fashion_mnist_study,
     gemm_floor_epoch,
@@ -153,6 +156,32 @@ def run_vaebench(spec, bundle, x_test: torch.Tensor, seed: int, tmp: Path
             float(stats["elbo"].mean()), current_gemm())
 
 
+def run_epoch_paired(spec, bundle, seed: int, tmp: Path) -> tuple[list[float], list[float]]:
+    """vaebench's trainer on ``spec`` with one epoch of the minimal loop after each of its
+    epochs (run from ``on_epoch``, after validation and checkpoint): the seconds of each whole
+    vaebench epoch and of the minimal epoch beside it. A shared machine's speed drifts within
+    a minute; two epochs side by side see the same speed, so their ratio, pooled over epochs,
+    carries the least of the drift (``train_report.epoch_paired``)."""
+    from vaebench.tracking import NullTracker
+    from vaebench.train import train
+
+    minimal = MinimalLoop(bundle.x_train, bundle.levels, seed)
+    mine: list[float] = []
+    theirs: list[float] = []
+    start = [time.perf_counter()]
+
+    def mark(state) -> None:
+        mine.append(time.perf_counter() - start[0])
+        theirs.append(minimal.epoch())
+        start[0] = time.perf_counter()
+
+    ckpt = tmp / "checkpoint.pt"
+    if ckpt.exists():
+        ckpt.unlink()
+    train(spec, bundle, tmp, NullTracker(), "bench", progress=False, on_epoch=mark)
+    return mine, theirs
+
+
 FRESH_PROCESS = """
 import sys, torch
 from pathlib import Path
@@ -189,6 +218,7 @@ def minimal_elbo(model, x_test: torch.Tensor, seed: int) -> float:
 
 @app.command()
 def main(epochs: int = 3, repeats: int = 6, seed: int = 0,
+         paired_epochs: int = typer.Option(8, help="epochs of each epoch-paired run"),
          out: Path = ROOT / "reports" / "benchmarks",
          threads: int = typer.Option(0, help="torch threads (0: torch's default)"),
          rerender: Annotated[Path | None, typer.Option(
@@ -216,7 +246,9 @@ def main(epochs: int = 3, repeats: int = 6, seed: int = 0,
     cell = Cell("vae", "fashion-mnist", seed)
     auto = resolve_gemm("auto")
     other = "onednn" if auto == "aten" else "aten"
-    specs = {"vaebench": run_spec(params, cell)}
+    specs = {"vaebench": run_spec(params, cell), "vaebench paired": run_spec(
+        params.model_copy(update={"train": {**params.train, "vae": {
+            **params.train["vae"], "epochs": paired_epochs}}}), cell)}
     if other == "aten" or onednn_available():  # the GEMM library 'auto' did not pick
         specs["vaebench other"] = run_spec(params.model_copy(update={
             "study": params.study.model_copy(update={"gemm": other})}), cell)
@@ -246,6 +278,11 @@ def main(epochs: int = 3, repeats: int = 6, seed: int = 0,
         with torch.no_grad():
             elbos[name] = float(model.objective(x_test, None, seed + 1)[1]["elbo"].mean())
 
+    def vaebench_paired() -> None:
+        mine, theirs = run_epoch_paired(specs["vaebench paired"], bundle, seed, tmp)
+        seconds["vaebench paired"].append(mine)
+        seconds["minimal paired"].append(theirs)
+
     def dataloader() -> None:
         s, elbos["dataloader"] = run_baseline(bundle.x_train, x_test, epochs, seed)
         seconds["dataloader"].append(s)
@@ -260,6 +297,7 @@ def main(epochs: int = 3, repeats: int = 6, seed: int = 0,
             "minimal compiled": lambda: minimal("minimal compiled", compiled=True),
             "vaebench loop eager": lambda: vaebench_loop("vaebench loop eager", False),
             "vaebench loop compiled": lambda: vaebench_loop("vaebench loop compiled", True),
+            "vaebench paired": vaebench_paired,
             "dataloader": dataloader,
             **{f"gemm floor {lib}": lambda lib=lib: gemm_floor(lib) for lib in libs}}
     if "vaebench other" in specs:
@@ -284,7 +322,8 @@ def main(epochs: int = 3, repeats: int = 6, seed: int = 0,
     result = {
         "date": dt.date.today().isoformat(), "device": machine["cpu"], "machine": machine,
         "threads": torch.get_num_threads(), "torch": torch.__version__, "epochs": epochs,
-        "repeats": repeats, "n_train": len(bundle.x_train), "steps_per_epoch": n_steps,
+        "paired_epochs": paired_epochs, "repeats": repeats, "n_train": len(bundle.x_train),
+        "steps_per_epoch": n_steps,
         "backend": specs["vaebench"].study.backend, "gemm": gemms, "gemm_other": other,
         "epoch_seconds": seconds, "steady_epoch_seconds": med, "test_elbo": elbos,
         "gemm_floor_gflops": {k: gemm_flops_per_step() * n_steps / med[k] / 1e9

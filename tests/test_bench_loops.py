@@ -153,3 +153,23 @@ def test_stage_cost_pairs_a_fresh_first_epoch_with_the_steady_ones():
     three = stage_cost(result)
     assert abs(three["stage_ratio"]["ratio"] - 10 / 9) < 1e-12  # (8 + 2) / (5 + 4)
     assert three["verdict"] == "compile does not pay"
+
+
+def test_epoch_pairs_pool_the_epochs_side_by_side_leaving_each_runs_first_out():
+    """The 1.1x target's ratio: each trainer epoch over the minimal epoch run beside it, pooled
+    over runs (each run's first epoch left out), by hand against scipy."""
+    import math
+
+    import numpy as np
+    from scipy import stats
+
+    from benchmarks.train_report import epoch_paired
+
+    mine = [[9.0, 3.3, 2.2, 2.6], [8.0, 3.1, 2.9]]
+    beside = [[1.0, 3.0, 2.0, 2.5], [7.0, 3.0, 2.5]]
+    logs = np.log([3.3 / 3.0, 2.2 / 2.0, 2.6 / 2.5, 3.1 / 3.0, 2.9 / 2.5])
+    lo, hi = stats.t.interval(0.95, len(logs) - 1, loc=logs.mean(), scale=stats.sem(logs))
+    iv = epoch_paired(mine, beside)
+    assert iv["n"] == 5 and math.isclose(iv["ratio"], math.exp(logs.mean()), rel_tol=1e-12)
+    assert math.isclose(iv["low"], math.exp(lo), rel_tol=1e-12)
+    assert math.isclose(iv["high"], math.exp(hi), rel_tol=1e-12)

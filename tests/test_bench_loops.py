@@ -173,3 +173,18 @@ def test_epoch_pairs_pool_the_epochs_side_by_side_leaving_each_runs_first_out():
     assert iv["n"] == 5 and math.isclose(iv["ratio"], math.exp(logs.mean()), rel_tol=1e-12)
     assert math.isclose(iv["low"], math.exp(lo), rel_tol=1e-12)
     assert math.isclose(iv["high"], math.exp(hi), rel_tol=1e-12)
+
+
+def test_step_costs_pair_groups_of_rounds_by_hand():
+    """Each variant's blocks summed ``group`` rounds at a time over the minimal loop's sums,
+    the rounds that do not fill a group left out."""
+    import math
+
+    from benchmarks.step_costs import group_ratios
+
+    blocks = {"minimal": [1.0, 1.0, 2.0, 2.0, 9.0], "trainer": [1.1, 1.3, 2.0, 2.2, 1.0]}
+    iv = group_ratios(blocks, 2)
+    logs = [math.log(2.4 / 2.0), math.log(4.2 / 4.0)]
+    assert iv["trainer"]["n"] == 2
+    assert math.isclose(iv["trainer"]["ratio"], math.exp(sum(logs) / 2), rel_tol=1e-12)
+    assert iv["minimal"]["ratio"] == 1.0

@@ -1,0 +1,222 @@
+"""What each part of vaebench's training step costs, against the minimal loop, in one process.
+
+The training benchmark (``benchmarks.train_throughput``) times whole epochs; this one takes the
+step apart. Each variant is vaebench's step with one part swapped for the minimal loop's:
+
+- ``trainer``: the trainer's own step (``vaebench.train.step_batches``: inputs and eps drawn
+  ``LOOKAHEAD_STEPS`` ahead; the model's objective; fused Adam; the step's stats kept);
+- ``step by step``: the same, every input and eps drawn just before its step (the trainer
+  before the lookahead);
+- ``pre-binarized``: inputs gathered from one binarization in memory, as the minimal loop's
+  (Philox eps drawn ahead, stats kept);
+- ``torch.randn``: the trainer's inputs, eps from ``torch.randn`` fed to the objective
+  (``loops.vaebench_elbo``, which keeps no stats);
+- ``bare``: inputs gathered from one binarization in memory, eps from ``torch.randn``, no stats:
+  vaebench's model and Adam alone, fed as the minimal loop is;
+
+and ``minimal``, the minimal loop's step (``benchmarks.loops.PlainVAE``, aten GEMMs). A
+shared machine's speed drifts within seconds, so the variants take turns, a block of steps
+each, in a fresh seeded order every round; each variant's time over the minimal loop's is the
+geometric mean over groups of rounds, with its Student-t interval. Validation, checkpoints
+and the first steps (warm-up) are left out: this is the step alone.
+Run: ``python -m benchmarks.step_costs``; writes ``reports/benchmarks/step_costs-<vendor>.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import typer
+
+from benchmarks.loops import BATCH, SIZES, MinimalLoop, fashion_mnist_study, paired_ratio, per_cpu
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = {
+    "minimal": "the minimal loop's step (PlainVAE, pre-binarized, torch.randn, fused Adam; aten)",
+    "trainer": "vaebench's trainer step (inputs and eps drawn 64 steps ahead)",
+    "step by step": "the same, every input and eps drawn just before its step",
+    "pre-binarized": "the trainer step on inputs binarized once in memory",
+    "torch.randn": "the trainer step with eps from torch.randn (and no stats)",
+    "bare": "vaebench's model and Adam alone: pre-binarized inputs, torch.randn, no stats",
+}
+
+
+def _vaebench_step(spec, bundle, variant: str, x_bin: torch.Tensor) -> Callable[[], None]:
+    """One step of vaebench's training per call, as ``variant`` says (see the module)."""
+    import kernels
+    import vaebench.train as trainer
+    from benchmarks.loops import vaebench_elbo
+    from kernels.reference import draws_ahead
+    from vaebench.inputs import seeded_generator
+    from vaebench.models import build_model
+    from vaebench.nets.linear import set_gemm
+    from vaebench.parallel import Shards
+
+    cfg = spec.train
+    torch.manual_seed(spec.seed)
+    set_gemm(spec.study.gemm)
+    model = build_model(spec.model, cfg, trainer.data_info(bundle), backend=spec.study.backend)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps,
+                           betas=tuple(cfg.adam_betas), fused=True)
+    x = torch.from_numpy(np.ascontiguousarray(bundle.x_train))
+    gen, steps = seeded_generator(spec.seed), len(x) // cfg.batch_size
+    state = {"step": 0, "batches": iter(()), "stats": [], "fed": iter(())}
+    ahead = 1 if variant == "step by step" else trainer.LOOKAHEAD_STEPS
+
+    def next_batch():
+        """The trainer's next (inputs, labels, eps seed); ``step_batches`` reads the lookahead
+        when it starts each block, inside ``next``."""
+        old, trainer.LOOKAHEAD_STEPS = trainer.LOOKAHEAD_STEPS, ahead
+        try:
+            return next(state["batches"])[0]
+        except StopIteration:  # a new epoch
+            state["stats"] = []
+            state["batches"] = trainer.step_batches(
+                x, None, torch.randperm(len(x), generator=gen), cfg.batch_size, state["step"],
+                bundle.kind, bundle.levels, model.likelihood, spec.seed, Shards())
+            return next(state["batches"])[0]
+        finally:
+            trainer.LOOKAHEAD_STEPS = old
+
+    def binarized_once():
+        """One epoch of (inputs, eps seed) from ``x_bin``, eps drawn ahead as the trainer's."""
+        perm = torch.randperm(len(x))
+        for first in range(0, steps, ahead):
+            block = [(x_bin.index_select(0, perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]),
+                      kernels.step_seed(spec.seed, state["step"] + b - first,
+                                        trainer.TRAIN_EPS_STREAM))
+                     for b in range(first, min(first + ahead, steps))]
+            with draws_ahead([eps_seed for _, eps_seed in block]):
+                yield from block
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        if variant in ("bare", "pre-binarized"):  # fed as the minimal loop is
+            xb, eps_seed = next(state["fed"], (None, None))
+            if xb is None:
+                state["fed"] = binarized_once()
+                xb, eps_seed = next(state["fed"])
+        else:
+            xb, _, eps_seed = next_batch()
+        if variant in ("bare", "torch.randn"):
+            obj, stats = vaebench_elbo(model, xb, torch.randn(len(xb), cfg.latent_dim)), {}
+        else:
+            obj, stats = model.objective(xb, None, eps_seed)
+        loss = -obj.mean()
+        if not math.isfinite(loss.item()):
+            raise RuntimeError(f"loss is {loss.item()} at step {state['step']}")
+        loss.backward()
+        if stats:  # kept for the epoch's end, as the trainer keeps them
+            state["stats"].append({k: v.detach() for k, v in stats.items()})
+        opt.step()
+        state["step"] += 1
+
+    return step
+
+
+def _minimal_step(bundle, seed: int) -> Callable[[], None]:
+    loop = MinimalLoop(bundle.x_train, bundle.levels, seed)
+    state = {"b": 0, "perm": torch.randperm(len(loop.x))}
+
+    def step() -> None:
+        steps = len(loop.x) // BATCH
+        if state["b"] == steps:
+            state["b"], state["perm"] = 0, torch.randperm(len(loop.x))
+        b = state["b"]
+        loss = loop.step_loss(loop.model, loop.x.index_select(0, state["perm"][b * BATCH:
+                                                                               (b + 1) * BATCH]))
+        loop.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        loop.opt.step()
+        state["b"] += 1
+
+    return step
+
+
+def group_ratios(blocks: dict[str, list[float]], group: int) -> dict[str, dict[str, float]]:
+    """Each variant's time over the minimal loop's, summed over ``group`` consecutive rounds
+    and paired group by group (``loops.paired_ratio``)."""
+    n = len(blocks["minimal"]) // group * group
+
+    def sums(v):
+        return np.asarray(v[:n]).reshape(-1, group).sum(axis=1).tolist()
+
+    return {k: paired_ratio(sums(v), sums(blocks["minimal"])) for k, v in blocks.items()}
+
+
+def main(rounds: int = 100, block: int = 43, group: int = 10, warm: int = 20, seed: int = 0,
+         out: Path = ROOT / "reports" / "benchmarks") -> None:
+    from kernels import reference
+    from vaebench.cells import Cell, run_spec
+    from vaebench.io import atomic_write_json, atomic_write_text
+    from vaebench.machine import machine_info
+
+    bundle, params = fashion_mnist_study(ROOT, 1)
+    spec = run_spec(params, Cell("vae", "fashion-mnist", seed))
+    x_bin = torch.bernoulli(torch.from_numpy(np.ascontiguousarray(bundle.x_train)).float()
+                            / (bundle.levels - 1))
+    steps = {k: (_minimal_step(bundle, seed) if k == "minimal" else
+                 _vaebench_step(spec, bundle, k, x_bin)) for k in VARIANTS}
+    blocks: dict[str, list[float]] = {k: [] for k in VARIANTS}
+    # A trainer has its process to itself; here the variants take turns, each with a
+    # draws_ahead block open across its turns. Each variant gets back its own open blocks
+    # for its turn, so that no variant's draws go through another's block.
+    own_blocks: dict[str, list] = {k: [] for k in VARIANTS}
+    rng = np.random.default_rng(seed)
+    for r in range(-1, rounds):  # round -1: each variant's warm-up, untimed
+        for k in rng.permutation(list(VARIANTS)):
+            reference._blocks[:] = own_blocks[k]
+            t0 = time.perf_counter()
+            for _ in range(block if r >= 0 else warm):
+                steps[k]()
+            if r >= 0:
+                blocks[k].append(time.perf_counter() - t0)
+            own_blocks[k] = list(reference._blocks)
+    reference._blocks.clear()
+    from vaebench.nets.linear import resolve_gemm
+
+    machine = machine_info(ROOT, gemm=resolve_gemm(spec.study.gemm))
+    per_step = {k: float(np.median(v)) / block for k, v in blocks.items()}
+    result = {"date": dt.datetime.now().isoformat(timespec="seconds"), "device": machine["cpu"],
+              "machine": machine, "rounds": rounds, "block": block, "group": group,
+              "block_seconds": blocks, "median_step_us": {k: 1e6 * v for k, v in per_step.items()},
+              "over_minimal": group_ratios(blocks, group)}
+    name = per_cpu("step_costs")
+    atomic_write_json(out / f"{name}.json", result)
+    atomic_write_text(out / f"{name}.md", render(result))
+    typer.echo(render(result))
+
+
+def render(result: dict) -> str:
+    rows = [f"| {VARIANTS[k]} | {result['median_step_us'][k]:.0f} | {iv['ratio']:.3f} "
+            f"[{iv['low']:.3f}, {iv['high']:.3f}] |" for k, iv in result["over_minimal"].items()]
+    return "\n".join([
+        "# vaebench's training step, part by part, against the minimal loop's",
+        "",
+        f"{result['date']}, {result['device']}, {result['machine']['torch_threads']} threads, "
+        f"torch {result['machine']['torch']}, vaebench's GEMM library "
+        f"`{result['machine'].get('gemm')}` (the minimal loop's: aten). "
+        f"Fashion-MNIST, 784-{SIZES[1]}-{SIZES[2]} MLP VAE, batch {BATCH}. {result['rounds']} "
+        f"rounds; in each, every variant trains {result['block']} steps, in a fresh seeded "
+        "order (`python -m benchmarks.step_costs`).",
+        "",
+        "| step | median µs per step | x minimal step [95% interval] |",
+        "|---|---|---|",
+        *rows,
+        "",
+        f"Ratio: the variant's time over the minimal loop's, summed over {result['group']} "
+        "rounds at a time and paired group by group, as the geometric mean over the groups "
+        "with its 95% Student-t interval on the log scale. The step alone: no validation, no "
+        "checkpoint, no epoch-end averaging.",
+        "",
+    ])
+
+
+if __name__ == "__main__":
+    typer.run(main)

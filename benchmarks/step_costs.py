@@ -9,6 +9,7 @@ step apart. Each variant is vaebench's step with one part swapped for the minima
   before the lookahead);
 - ``pre-binarized``: inputs gathered from one binarization in memory, as the minimal loop's
   (Philox eps drawn ahead, stats kept);
+- ``no stats``: the trainer's step without keeping its statistics;
 - ``torch.randn``: the trainer's inputs, eps from ``torch.randn`` fed to the objective
   (``loops.vaebench_elbo``, which keeps no stats);
 - ``bare``: inputs gathered from one binarization in memory, eps from ``torch.randn``, no stats:
@@ -42,6 +43,7 @@ VARIANTS = {
     "trainer": "vaebench's trainer step (inputs and eps drawn 64 steps ahead)",
     "step by step": "the same, every input and eps drawn just before its step",
     "pre-binarized": "the trainer step on inputs binarized once in memory",
+    "no stats": "the trainer step keeping no statistics",
     "torch.randn": "the trainer step with eps from torch.randn (and no stats)",
     "bare": "vaebench's model and Adam alone: pre-binarized inputs, torch.randn, no stats",
 }
@@ -112,7 +114,7 @@ def _vaebench_step(spec, bundle, variant: str, x_bin: torch.Tensor) -> Callable[
         if not math.isfinite(loss.item()):
             raise RuntimeError(f"loss is {loss.item()} at step {state['step']}")
         loss.backward()
-        if stats:  # kept for the epoch's end, as the trainer keeps them
+        if stats and variant != "no stats":  # kept for the epoch's end, as by the trainer
             state["stats"].append({k: v.detach() for k, v in stats.items()})
         opt.step()
         state["step"] += 1

@@ -51,10 +51,8 @@ VARIANTS = {
 
 def _vaebench_step(spec, bundle, variant: str, x_bin: torch.Tensor) -> Callable[[], None]:
     """One step of vaebench's training per call, as ``variant`` says (see the module)."""
-    import kernels
     import vaebench.train as trainer
     from benchmarks.loops import vaebench_elbo
-    from kernels.reference import draws_ahead
     from vaebench.inputs import seeded_generator
     from vaebench.models import build_model
     from vaebench.nets.linear import set_gemm
@@ -67,9 +65,13 @@ def _vaebench_step(spec, bundle, variant: str, x_bin: torch.Tensor) -> Callable[
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps,
                            betas=tuple(cfg.adam_betas), fused=True)
     x = torch.from_numpy(np.ascontiguousarray(bundle.x_train))
-    gen, steps = seeded_generator(spec.seed), len(x) // cfg.batch_size
-    state = {"step": 0, "batches": iter(()), "stats": [], "fed": iter(())}
+    gen = seeded_generator(spec.seed)
+    state = {"step": 0, "batches": iter(()), "stats": []}
     ahead = 1 if variant == "step by step" else trainer.LOOKAHEAD_STEPS
+    # pre-binarized: the trainer's batches gathered from x_bin, which model_inputs passes
+    # through as it passes continuous data; eps seeds and draws_ahead as the trainer's
+    source, kind = ((x_bin, "continuous") if variant in ("bare", "pre-binarized") else
+                    (x, bundle.kind))
 
     def next_batch():
         """The trainer's next (inputs, labels, eps seed); ``step_batches`` reads the lookahead
@@ -80,32 +82,15 @@ def _vaebench_step(spec, bundle, variant: str, x_bin: torch.Tensor) -> Callable[
         except StopIteration:  # a new epoch
             state["stats"] = []
             state["batches"] = trainer.step_batches(
-                x, None, torch.randperm(len(x), generator=gen), cfg.batch_size, state["step"],
-                bundle.kind, bundle.levels, model.likelihood, spec.seed, Shards())
+                source, None, torch.randperm(len(x), generator=gen), cfg.batch_size,
+                state["step"], kind, bundle.levels, model.likelihood, spec.seed, Shards())
             return next(state["batches"])[0]
         finally:
             trainer.LOOKAHEAD_STEPS = old
 
-    def binarized_once():
-        """One epoch of (inputs, eps seed) from ``x_bin``, eps drawn ahead as the trainer's."""
-        perm = torch.randperm(len(x))
-        for first in range(0, steps, ahead):
-            block = [(x_bin.index_select(0, perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]),
-                      kernels.step_seed(spec.seed, state["step"] + b - first,
-                                        trainer.TRAIN_EPS_STREAM))
-                     for b in range(first, min(first + ahead, steps))]
-            with draws_ahead([eps_seed for _, eps_seed in block]):
-                yield from block
-
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        if variant in ("bare", "pre-binarized"):  # fed as the minimal loop is
-            xb, eps_seed = next(state["fed"], (None, None))
-            if xb is None:
-                state["fed"] = binarized_once()
-                xb, eps_seed = next(state["fed"])
-        else:
-            xb, _, eps_seed = next_batch()
+        xb, _, eps_seed = next_batch()
         if variant in ("bare", "torch.randn"):
             obj, stats = vaebench_elbo(model, xb, torch.randn(len(xb), cfg.latent_dim)), {}
         else:

@@ -218,7 +218,8 @@ def minimal_elbo(model, x_test: torch.Tensor, seed: int) -> float:
 
 @app.command()
 def main(epochs: int = 3, repeats: int = 6, seed: int = 0,
-         paired_epochs: int = typer.Option(8, help="epochs of each epoch-paired run"),
+         paired_epochs: int = typer.Option(8, min=2, help="epochs of each epoch-paired run "
+                                           "(its first is left out of the pairs)"),
          out: Path = ROOT / "reports" / "benchmarks",
          threads: int = typer.Option(0, help="torch threads (0: torch's default)"),
          rerender: Annotated[Path | None, typer.Option(

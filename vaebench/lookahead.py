@@ -47,6 +47,16 @@ def block_ranges(steps: int, size: int) -> list[range]:
     return [range(0, first), *(range(a, min(a + size, steps)) for a in range(first, steps, size))]
 
 
+def _one_thread() -> None:
+    """The worker's torch ops run on its own thread alone, never in an OpenMP team of their
+    own: with more OpenMP threads alive than cores, libgomp cuts every team's spin-wait short,
+    and each parallel region of the training steps then waits for its threads to wake up (an
+    epoch took 1.5x as long, AMD EPYC, 2026-12-05). The thread counts of ATen's OpenMP are per
+    thread; ``Lookahead.epoch`` restores the process-wide default this call changes."""
+    torch.get_num_threads()  # this thread's count set up now, so that it stays at 1
+    torch.set_num_threads(1)
+
+
 class Lookahead:
     """The training steps' inputs (``x``, labels ``y``) and eps seeds, drawn a block ahead.
 
@@ -79,15 +89,20 @@ class Lookahead:
             for steps in ranges:
                 yield from self._run(self._block(perm, first_step, steps, tuple(self._asked)))
             return
-        with ThreadPoolExecutor(1, thread_name_prefix="vaebench-lookahead") as worker:
-            self._coming = worker.submit(self._block, perm, first_step, ranges[0], ())
-            for i in range(len(ranges)):
-                block = self._coming.result()
-                self._coming = None
-                if i + 1 < len(ranges):  # drawn while this block trains
-                    self._coming = worker.submit(self._block, perm, first_step, ranges[i + 1],
-                                                 tuple(self._asked))
-                yield from self._run(block)
+        threads = torch.get_num_threads()
+        try:
+            with ThreadPoolExecutor(1, thread_name_prefix="vaebench-lookahead",
+                                    initializer=_one_thread) as worker:
+                self._coming = worker.submit(self._block, perm, first_step, ranges[0], ())
+                for i in range(len(ranges)):
+                    block = self._coming.result()
+                    self._coming = None
+                    if i + 1 < len(ranges):  # drawn while this block trains
+                        self._coming = worker.submit(self._block, perm, first_step,
+                                                     ranges[i + 1], tuple(self._asked))
+                    yield from self._run(block)
+        finally:
+            torch.set_num_threads(threads)  # the default for new threads, which _one_thread set
 
     def wait(self) -> None:
         """Return once the worker has drawn the coming block: a benchmark that runs several

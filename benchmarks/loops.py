@@ -167,15 +167,18 @@ class MinimalLoop:
         n = len(self.x)
         perm = torch.randperm(n)
         for b in range(n // BATCH):
-            xb = self.x.index_select(0, perm[b * BATCH:(b + 1) * BATCH])
-            if self.dynamic:
-                xb = torch.bernoulli(xb)
-            loss = self.step_loss(self.model, xb,
-                                  torch.randn(len(xb), SIZES[2]) if self.compiled else None)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
+            self.step(self.x.index_select(0, perm[b * BATCH:(b + 1) * BATCH]))
         return time.perf_counter() - t0
+
+    def step(self, xb: torch.Tensor) -> None:
+        """One training step on the batch ``xb`` of ``self.x``'s rows."""
+        if self.dynamic:
+            xb = torch.bernoulli(xb)
+        loss = self.step_loss(self.model, xb,
+                              torch.randn(len(xb), SIZES[2]) if self.compiled else None)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
 
 
 def run_minimal(x_train: np.ndarray, levels: int, epochs: int, seed: int, dynamic: bool = False,

@@ -108,19 +108,17 @@ def _vaebench_step(spec, bundle, variant: str, x_bin: torch.Tensor) -> Callable[
 
 
 def _minimal_step(bundle, seed: int) -> Callable[[], None]:
+    """One step of the minimal loop per call (``MinimalLoop.step``), its batches in the order
+    of a fresh permutation every epoch, as ``MinimalLoop.epoch`` takes them."""
     loop = MinimalLoop(bundle.x_train, bundle.levels, seed)
+    steps = len(loop.x) // BATCH
     state = {"b": 0, "perm": torch.randperm(len(loop.x))}
 
     def step() -> None:
-        steps = len(loop.x) // BATCH
         if state["b"] == steps:
             state["b"], state["perm"] = 0, torch.randperm(len(loop.x))
         b = state["b"]
-        loss = loop.step_loss(loop.model, loop.x.index_select(0, state["perm"][b * BATCH:
-                                                                               (b + 1) * BATCH]))
-        loop.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        loop.opt.step()
+        loop.step(loop.x.index_select(0, state["perm"][b * BATCH:(b + 1) * BATCH]))
         state["b"] += 1
 
     return step

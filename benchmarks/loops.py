@@ -213,10 +213,15 @@ def run_vaebench_compiled(spec, bundle, epochs: int, seed: int, compiled: bool =
     inductor's cache."""
     import kernels
     from kernels import reference
-    from vaebench.inputs import model_inputs, seeded_generator
+    from vaebench.inputs import (
+        TRAIN_EPS_STREAM,
+        TRAIN_INPUT_STREAM,
+        model_inputs,
+        seeded_generator,
+    )
     from vaebench.models import build_model
     from vaebench.nets.linear import set_gemm
-    from vaebench.train import TRAIN_EPS_STREAM, TRAIN_INPUT_STREAM, data_info
+    from vaebench.train import data_info
 
     cfg = spec.train
     torch.manual_seed(seed)

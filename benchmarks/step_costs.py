@@ -3,12 +3,13 @@
 The training benchmark (``benchmarks.train_throughput``) times whole epochs; this one takes the
 step apart. Each variant is vaebench's step with one part swapped for the minimal loop's:
 
-- ``trainer``: the trainer's own step (``vaebench.train.step_batches``: inputs and eps drawn
-  ``LOOKAHEAD_STEPS`` ahead; the model's objective; fused Adam; the step's stats kept);
+- ``trainer``: the trainer's own step (``vaebench.lookahead.Lookahead``: inputs and eps
+  drawn a block of ``LOOKAHEAD_STEPS`` ahead, before the block's first step; the model's
+  objective; fused Adam; the step's stats kept);
 - ``step by step``: the same, every input and eps drawn just before its step (the trainer
   before the lookahead);
 - ``pre-binarized``: inputs gathered from one binarization in memory, as the minimal loop's
-  (Philox eps drawn ahead, stats kept);
+  (Philox eps drawn a block ahead, stats kept);
 - ``no stats``: the trainer's step without keeping its statistics;
 - ``torch.randn``: the trainer's inputs, eps from ``torch.randn`` fed to the objective
   (``loops.vaebench_elbo``, which keeps no stats);
@@ -40,7 +41,8 @@ from benchmarks.loops import BATCH, SIZES, MinimalLoop, fashion_mnist_study, pai
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {
     "minimal": "the minimal loop's step (PlainVAE, pre-binarized, torch.randn, fused Adam; aten)",
-    "trainer": "vaebench's trainer step (inputs and eps drawn 64 steps ahead)",
+    "trainer": "vaebench's trainer step (inputs and eps drawn a block ahead)",
+    "trainer, aten": "the trainer step with `study.gemm: aten`, the minimal loop's GEMMs",
     "step by step": "the same, every input and eps drawn just before its step",
     "pre-binarized": "the trainer step on inputs binarized once in memory",
     "no stats": "the trainer step keeping no statistics",
@@ -49,44 +51,42 @@ VARIANTS = {
 }
 
 
-def _vaebench_step(spec, bundle, variant: str, x_bin: torch.Tensor) -> Callable[[], None]:
-    """One step of vaebench's training per call, as ``variant`` says (see the module)."""
-    import vaebench.train as trainer
+def _vaebench_step(spec, bundle, variant: str, x_bin: torch.Tensor, seed: int
+                   ) -> Callable[[], None]:
+    """One step of vaebench's training per call, as ``variant`` says (see the module).
+    ``seed``: its seed streams, one per variant, so that no variant's eps is drawn in
+    another's block."""
     from benchmarks.loops import vaebench_elbo
     from vaebench.inputs import seeded_generator
+    from vaebench.lookahead import LOOKAHEAD_STEPS, Lookahead
     from vaebench.models import build_model
     from vaebench.nets.linear import set_gemm
     from vaebench.parallel import Shards
+    from vaebench.train import data_info
 
     cfg = spec.train
     torch.manual_seed(spec.seed)
     set_gemm(spec.study.gemm)
-    model = build_model(spec.model, cfg, trainer.data_info(bundle), backend=spec.study.backend)
+    model = build_model(spec.model, cfg, data_info(bundle), backend=spec.study.backend)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps,
                            betas=tuple(cfg.adam_betas), fused=True)
     x = torch.from_numpy(np.ascontiguousarray(bundle.x_train))
-    gen = seeded_generator(spec.seed)
-    state = {"step": 0, "batches": iter(()), "stats": []}
-    ahead = 1 if variant == "step by step" else trainer.LOOKAHEAD_STEPS
+    gen = seeded_generator(seed)
     # pre-binarized: the trainer's batches gathered from x_bin, which model_inputs passes
-    # through as it passes continuous data; eps seeds and draws_ahead as the trainer's
+    # through as it passes continuous data; eps seeds and their draws as the trainer's
     source, kind = ((x_bin, "continuous") if variant in ("bare", "pre-binarized") else
                     (x, bundle.kind))
+    batches = Lookahead(source, None, cfg.batch_size, kind, bundle.levels, model.likelihood,
+                        seed, Shards(), steps=1 if variant == "step by step" else LOOKAHEAD_STEPS)
+    state = {"step": 0, "batches": iter(()), "stats": []}
 
     def next_batch():
-        """The trainer's next (inputs, labels, eps seed); ``step_batches`` reads the lookahead
-        when it starts each block, inside ``next``."""
-        old, trainer.LOOKAHEAD_STEPS = trainer.LOOKAHEAD_STEPS, ahead
         try:
             return next(state["batches"])[0]
         except StopIteration:  # a new epoch
             state["stats"] = []
-            state["batches"] = trainer.step_batches(
-                source, None, torch.randperm(len(x), generator=gen), cfg.batch_size,
-                state["step"], kind, bundle.levels, model.likelihood, spec.seed, Shards())
+            state["batches"] = batches.epoch(torch.randperm(len(x), generator=gen), state["step"])
             return next(state["batches"])[0]
-        finally:
-            trainer.LOOKAHEAD_STEPS = old
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
@@ -137,7 +137,6 @@ def group_ratios(blocks: dict[str, list[float]], group: int) -> dict[str, dict[s
 
 def main(rounds: int = 100, block: int = 43, group: int = 10, warm: int = 20, seed: int = 0,
          out: Path = ROOT / "reports" / "benchmarks") -> None:
-    from kernels import reference
     from vaebench.cells import Cell, run_spec
     from vaebench.io import atomic_write_json, atomic_write_text
     from vaebench.machine import machine_info
@@ -146,25 +145,23 @@ def main(rounds: int = 100, block: int = 43, group: int = 10, warm: int = 20, se
     spec = run_spec(params, Cell("vae", "fashion-mnist", seed))
     x_bin = torch.bernoulli(torch.from_numpy(np.ascontiguousarray(bundle.x_train)).float()
                             / (bundle.levels - 1))
-    steps = {k: (_minimal_step(bundle, seed) if k == "minimal" else
-                 _vaebench_step(spec, bundle, k, x_bin)) for k in VARIANTS}
+    from vaebench.nets.linear import resolve_gemm, set_gemm
+
+    gemms = {k: "aten" if k in ("minimal", "trainer, aten") else spec.study.gemm
+             for k in VARIANTS}
+    runs = {k: (_minimal_step(bundle, seed) if k == "minimal" else
+                _vaebench_step(spec, bundle, k, x_bin, seed + i))
+            for i, k in enumerate(VARIANTS)}
     blocks: dict[str, list[float]] = {k: [] for k in VARIANTS}
-    # A trainer has its process to itself; here the variants take turns, each with a
-    # draws_ahead block open across its turns. Each variant gets back its own open blocks
-    # for its turn, so that no variant's draws go through another's block.
-    own_blocks: dict[str, list] = {k: [] for k in VARIANTS}
     rng = np.random.default_rng(seed)
     for r in range(-1, rounds):  # round -1: each variant's warm-up, untimed
         for k in rng.permutation(list(VARIANTS)):
-            reference._blocks[:] = own_blocks[k]
+            set_gemm(gemms[k])  # process-wide; read by each Linear call
             t0 = time.perf_counter()
             for _ in range(block if r >= 0 else warm):
-                steps[k]()
+                runs[k]()
             if r >= 0:
                 blocks[k].append(time.perf_counter() - t0)
-            own_blocks[k] = list(reference._blocks)
-    reference._blocks.clear()
-    from vaebench.nets.linear import resolve_gemm
 
     machine = machine_info(ROOT, gemm=resolve_gemm(spec.study.gemm))
     per_step = {k: float(np.median(v)) / block for k, v in blocks.items()}

@@ -117,18 +117,13 @@ def _eps(shape: tuple, key: Tensor, row_stride: int, device: torch.device, dtype
     return reference.box_muller(uniform_from_word(r0), uniform_from_word(r1)).to(dtype)
 
 
-def _kl(mu: Tensor, lv: Tensor) -> Tensor:
-    """KL per row (K&W 2014, appendix B)."""
-    return 0.5 * (mu * mu + torch.exp(lv) - 1.0 - lv).sum(-1)
-
-
 def _sample_forward(mu: Tensor, lv: Tensor, key: Tensor, n_samples_p2: int, row_stride: int, *,
                     lp: bool, keep_eps: bool):
     """z = mu + sigma eps (S, N, D); kl (N,); log q, log p (S, N) if ``lp``; eps if kept."""
     n, d = mu.shape
     eps = _eps((n_samples_p2 - 2, n, d), key, row_stride, mu.device, mu.dtype)
     z = mu + torch.exp(0.5 * lv) * eps
-    out = [z, _kl(mu, lv)]
+    out = [z, reference.gaussian_kl(mu, lv)]  # inputs in their accumulation dtype already
     if lp:
         out += [-0.5 * (eps * eps + lv + LOG_2PI).sum(-1), -0.5 * (z * z + LOG_2PI).sum(-1)]
     if keep_eps:
@@ -238,7 +233,7 @@ class LatentCompiled(torch.autograd.Function):
         ctx.meta = (n_samples, want_z, want_kl, want_lp)
         if not (want_z or want_lp):
             ctx.save_for_backward(mu, logvar)
-            return (_compiled_fn("kl_forward", _kl)(mu2, lv2),)
+            return (_compiled_fn("kl_forward", reference.gaussian_kl)(mu2, lv2),)
         keep = bool(ctx.needs_input_grad[0] or ctx.needs_input_grad[1])
         outs = list(_forward_fn(want_lp, keep)(mu2, lv2, _key(seed, offset, mu2.device),
                                                n_samples + 2, n * d))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -137,53 +138,82 @@ def standard_normal(seed: int, shape: tuple[int, ...], device: torch.device | st
     size does not change the values. Inside ``draws_ahead`` it may come from that block's
     store: the same values, drawn earlier.
     """
-    if _blocks:
-        return _blocks[-1].take(seed, tuple(shape), torch.device(device), dtype, offset)
+    for block in reversed(_open_blocks()):  # the innermost block holding the seed serves it
+        if seed in block:
+            return block.take(seed, tuple(shape), torch.device(device), dtype, offset)
     return _standard_normal(seed, shape, device, dtype, offset)
 
 
-class _DrawsAhead:
-    """The store of one ``draws_ahead`` block: eps keyed by every argument of the draw."""
+class DrawsAhead:
+    """The eps of the draws of coming steps, drawn before the steps ask for them: the
+    trainer's lookahead (``vaebench.lookahead``).
+
+    ``seeds``: the draws' seeds, in the order the steps will ask for them. ``draw(shape,
+    device, dtype, offset)`` draws every seed's eps of that kind now, in any thread. Opened
+    by ``draws_ahead``, the block serves the ``standard_normal`` calls for its seeds: a call
+    gets the eps kept for its seed and arguments; a call for which none was kept draws it and,
+    with the same arguments, the eps of every later seed (kept for their calls); a call
+    repeated after its eps was taken draws it again. Every value comes from the very call
+    that would have made it outside the block, so eps is the same to the bit
+    (``tests/kernels/test_rng.py``); only the time of the draw moves. ``asked`` lists the
+    (shape, device, dtype, offset) asked of the block, in order: what the next block's draws
+    will be.
+    """
 
     def __init__(self, seeds: Sequence[int]):
         self.seeds = list(seeds)
+        self._index = {s: i for i, s in reversed(list(enumerate(self.seeds)))}  # first place
+        self.asked: list[tuple] = []
         self.drawn: dict[tuple, Tensor] = {}  # drawn ahead, not yet taken
         self.done: set[tuple] = set()  # every key drawn ahead, taken or not
 
+    def __contains__(self, seed: int) -> bool:
+        return seed in self._index
+
+    def draw(self, shape: tuple[int, ...], device: torch.device, dtype: torch.dtype,
+             offset: int, first: int = 0) -> None:
+        """Draw the eps of ``seeds[first:]`` for these arguments (those not drawn yet)."""
+        rest = (tuple(shape), torch.device(device), dtype, offset)
+        for s in self.seeds[first:]:
+            if (s, *rest) not in self.done:
+                self.drawn[(s, *rest)] = _standard_normal(s, *rest)
+                self.done.add((s, *rest))
+
     def take(self, seed, shape, device, dtype, offset) -> Tensor:
         rest = (shape, device, dtype, offset)
-        if (seed, *rest) in self.drawn:
-            return self.drawn.pop((seed, *rest))
-        if seed not in self.seeds or (seed, *rest) in self.done:  # drawn now, as outside
-            return _standard_normal(seed, shape, device, dtype, offset)
-        for s in self.seeds[self.seeds.index(seed):]:  # this draw and the later ones
-            if (s, *rest) not in self.done:
-                self.drawn[(s, *rest)] = _standard_normal(s, shape, device, dtype, offset)
-                self.done.add((s, *rest))
-        return self.drawn.pop((seed, *rest))
+        if rest not in self.asked:
+            self.asked.append(rest)
+        key = (seed, *rest)
+        if key in self.drawn:
+            return self.drawn.pop(key)
+        if key in self.done:  # taken already: drawn again, as outside the block
+            return _standard_normal(seed, *rest)
+        self.draw(*rest, first=self._index[seed])  # this draw and the later ones
+        return self.drawn.pop(key)
 
 
-_blocks: list[_DrawsAhead] = []  # the open draws_ahead blocks, innermost last
+_local = threading.local()  # each thread's open draws_ahead blocks, innermost last
+
+
+def _open_blocks() -> list[DrawsAhead]:
+    blocks = getattr(_local, "blocks", None)
+    if blocks is None:
+        blocks = _local.blocks = []
+    return blocks
 
 
 @contextmanager
-def draws_ahead(seeds: Sequence[int]) -> Iterator[None]:
-    """Draw the eps of several coming steps together: the trainer's lookahead.
-
-    Inside the block, the first ``standard_normal`` call for one of ``seeds`` also draws,
-    with the same shape, device, dtype and offset, the normals of every later seed of the
-    list, one by one, and keeps them; each later call for one of them takes its own. Every
-    value comes from the very call that would have made it without the block, so eps is the
-    same to the bit (``tests/kernels/test_rng.py``); only the time of the draw moves: a
-    block of draws in a row finds the CPU's caches warm, a draw between two training steps
-    finds them full of the step's weights (``vaebench.train.LOOKAHEAD_STEPS``).
-    """
-    block = _DrawsAhead(seeds)
-    _blocks.append(block)
+def draws_ahead(block: DrawsAhead) -> Iterator[DrawsAhead]:
+    """Open ``block`` in this thread: its eps serve this thread's ``standard_normal`` calls
+    for its seeds until the block closes (``DrawsAhead``). A draw between two training steps
+    finds the CPU's caches full of the step's weights; a block drawn in a row, or in another
+    thread while the steps run, moves that cost off the steps (``vaebench.lookahead``)."""
+    blocks = _open_blocks()
+    blocks.append(block)
     try:
-        yield
+        yield block
     finally:
-        _blocks.remove(block)
+        blocks.remove(block)
 
 
 def _standard_normal(seed: int, shape: tuple[int, ...], device: torch.device | str,
@@ -263,10 +293,10 @@ def reparameterize(mu: Tensor, logvar: Tensor, n_samples: int = 1, seed: int = 0
     """
     acc = acc_dtype(mu.dtype)
     eps = standard_normal(seed, (n_samples, *mu.shape), mu.device, acc, offset)
+    if n_samples == 1:  # the sample dim goes before z is formed, so autograd never sees it
+        eps = eps[0]
     m, lv = mu.to(acc), logvar.to(acc)
     z_acc = reparameterize_with_eps(m, lv, eps)
-    if n_samples == 1:
-        eps, z_acc = eps[0], z_acc[0]
     z = z_acc.to(mu.dtype)
     if not with_log_probs:
         return z

@@ -57,18 +57,17 @@ def test_same_seed_same_metrics_other_seed_differs(digits, tmp_path, gemm):
 
 
 @pytest.mark.parametrize("lookahead", [3, 64])
-def test_drawing_ahead_trains_what_a_step_by_step_loop_trains(digits, tmp_path, monkeypatch,
-                                                               lookahead):
-    """The trainer draws inputs and eps ``LOOKAHEAD_STEPS`` steps ahead (3: blocks that cross
-    epochs' ends; 64: a whole epoch); its weights after two epochs are, to the bit, those of
-    the training benchmark's bare loop, which binarizes and draws eps step by step from the
-    same seed streams (``benchmarks.loops.run_vaebench_compiled``, eager)."""
-    import vaebench.train as trainer
+def test_drawing_ahead_trains_what_a_step_by_step_loop_trains(digits, tmp_path, lookahead):
+    """The trainer draws inputs and eps a block ahead (``vaebench.lookahead``; blocks of 3
+    cross each other's ends, 64 hold an epoch); its
+    weights after two epochs are, to the bit, those of the training benchmark's bare loop,
+    which binarizes and draws eps step by step from the same seed streams
+    (``benchmarks.loops.run_vaebench_compiled``, eager)."""
     from benchmarks.loops import run_vaebench_compiled
 
-    monkeypatch.setattr(trainer, "LOOKAHEAD_STEPS", lookahead)
     spec = spec_for(epochs=2, gemm="aten")
-    model, _ = train(spec, digits, tmp_path / "ahead", NullTracker(), "fp", progress=False)
+    model, _ = train(spec, digits, tmp_path / "ahead", NullTracker(), "fp", progress=False,
+                     lookahead=lookahead)
     _, step_by_step = run_vaebench_compiled(spec, digits, 2, spec.seed, compiled=False)
     assert len(digits.x_train) // spec.train.batch_size % lookahead  # blocks end mid-epoch
     for name, value in step_by_step.state_dict().items():

@@ -14,6 +14,13 @@ from torch import Tensor
 
 from vaebench.data import preprocess
 
+# Seed streams of kernels.step_seed: eps and input noise, in training and validation, never
+# share a seed.
+TRAIN_EPS_STREAM = 0
+VAL_SEED_STREAM = 1
+TRAIN_INPUT_STREAM = 2
+VAL_INPUT_STREAM = 3
+
 
 def preprocessing_name(kind: str, likelihood: str) -> str:
     if kind != "image":

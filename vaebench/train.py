@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,10 +21,16 @@ import torch
 from tqdm.auto import tqdm
 
 import kernels
-from kernels.reference import draws_ahead
 from vaebench import parallel
-from vaebench.inputs import check_stored, model_inputs, seeded_generator
+from vaebench.inputs import (
+    VAL_INPUT_STREAM,
+    VAL_SEED_STREAM,
+    check_stored,
+    model_inputs,
+    seeded_generator,
+)
 from vaebench.io import atomic_write, remove_temporaries
+from vaebench.lookahead import LOOKAHEAD_STEPS, Batch, Lookahead
 from vaebench.models import DataInfo, GaussianLatentModel, build_model
 from vaebench.nets.linear import set_gemm
 from vaebench.parallel import Shards
@@ -35,22 +41,11 @@ from vaebench.regimen import (
     normalize_gradients_,
 )
 
-# Seed streams of kernels.step_seed: eps and input noise, in training and validation, never
-# share a seed.
-TRAIN_EPS_STREAM = 0
-VAL_SEED_STREAM = 1
-TRAIN_INPUT_STREAM = 2
-VAL_INPUT_STREAM = 3
 ONE_PROCESS = Shards()  # every shard of each batch in this process (vaebench.parallel)
 CPU = torch.device("cpu")
 
 
 MIDPOINT_FILE = "midpoint.pt"  # the model half-way through training
-# Steps whose inputs and eps are drawn together, before the first of them. A draw between two
-# steps finds the CPU's caches full of the step's weights and runs 2-5x slower than in a row
-# (Fashion-MNIST's 128 x 784 binarization: ~440 us against ~150 us per step, AMD EPYC); 64
-# steps of 128 x 784 inputs hold 26 MB.
-LOOKAHEAD_STEPS = 64
 
 
 def midpoint_epoch(epochs: int) -> int:
@@ -83,9 +78,6 @@ def as_tensors(x: np.ndarray, y: np.ndarray | None) -> tuple[torch.Tensor, torch
         None if y is None else torch.from_numpy(np.ascontiguousarray(y)).long())
 
 
-Batch = tuple[torch.Tensor, torch.Tensor | None, int]  # model inputs, labels, eps seed
-
-
 def validation_batches(x: torch.Tensor, y: torch.Tensor | None, kind: str, levels: int | None,
                        likelihood: str, seed: int, batch_size: int = 1000) -> list[Batch]:
     """The held-out split as model inputs, batch by batch, with each batch's eps seed: fixed
@@ -108,41 +100,18 @@ def evaluate_split(model: GaussianLatentModel, batches: list[Batch]) -> dict[str
         for k, v in stats.items():
             sums[k] = sums.get(k, 0.0) + float(v.sum())
     model.train()
-    return {k: v / sum(len(xb) for xb, _, _ in batches) for k, v in sums.items()}
-
-
-def step_batches(x: torch.Tensor, y: torch.Tensor | None, perm: torch.Tensor, batch_size: int,
-                 first_step: int, kind: str, levels: int | None, likelihood: str, seed: int,
-                 shards: Shards) -> Iterator[list[Batch]]:
-    """One epoch's steps: for each, the (inputs, labels, eps seed) of this process's shards.
-
-    Drawn ``LOOKAHEAD_STEPS`` steps at a time, before the first of them: the inputs by the
-    very calls a step would make, the eps inside ``kernels.reference.draws_ahead``, so every
-    value is the one drawn step by step, to the bit (``tests/test_train.py``).
-    """
-    steps = len(perm) // batch_size  # the ragged last batch is dropped: every step sees bs
-    for first in range(0, steps, LOOKAHEAD_STEPS):
-        block = []
-        for b in range(first, min(first + LOOKAHEAD_STEPS, steps)):
-            idx, step = perm[b * batch_size:(b + 1) * batch_size].to(x.device), first_step + b
-            block.append([
-                (model_inputs(x.index_select(0, rows), kind, levels, likelihood,
-                              kernels.step_seed(seed, step, shards.stream(TRAIN_INPUT_STREAM, r)),
-                              check=False),
-                 None if y is None else y.index_select(0, rows),
-                 kernels.step_seed(seed, step, shards.stream(TRAIN_EPS_STREAM, r)))
-                for r in shards.ranks for rows in [shards.rows(idx, r)]])
-        with draws_ahead([eps_seed for shard_batches in block for *_, eps_seed in shard_batches]):
-            yield from block
+    points = sum(len(xb) for xb, _, _ in batches)
+    return {k: v / points for k, v in sums.items()}
 
 
 def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
           progress: bool = True, on_epoch: Callable[[TrainState], None] | None = None,
-          shards: Shards = ONE_PROCESS, device: torch.device = CPU
-          ) -> tuple[GaussianLatentModel, TrainState]:
+          shards: Shards = ONE_PROCESS, device: torch.device = CPU,
+          lookahead: int = LOOKAHEAD_STEPS) -> tuple[GaussianLatentModel, TrainState]:
     """Train ``spec`` on ``bundle``; write ``out_dir/checkpoint.pt`` every epoch. ``shards``:
     the part of each step's batch this process computes (``vaebench.parallel``; only the
-    process with shard 0 validates and checkpoints)."""
+    process with shard 0 validates and checkpoints). ``lookahead``: the steps whose inputs and
+    eps are drawn together, before the first of them (``vaebench.lookahead``)."""
     cfg = spec.train
     seed = spec.seed
     torch.manual_seed(seed)
@@ -162,7 +131,9 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
     bs = min(cfg.batch_size, n)
     shards.check(bs, "train")
     step_objective = parallel.objective(model, shards)
-    steps_per_epoch = n // bs  # drop the ragged last batch: every step sees bs points
+    batches = Lookahead(x_train, y_train, bs, bundle.kind, bundle.levels, model.likelihood, seed,
+                        shards, lookahead)
+    steps_per_epoch = batches.steps_per_epoch(n)
     epochs = cfg.total_epochs(n)
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
              if cfg.lr_schedule == "cosine" else None)
@@ -198,8 +169,7 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
         if cfg.lr_schedule == "burda":
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * burda_lr_factor(epoch)
-        for shard_batches in step_batches(x_train, y_train, perm, bs, state.step, bundle.kind,
-                                          bundle.levels, model.likelihood, seed, shards):
+        for shard_batches in batches.epoch(perm, state.step):
             opt.zero_grad(set_to_none=True)
             for xb, yb, eps_seed in shard_batches:  # one per process under torchrun
                 obj, stats = step_objective(xb, yb, eps_seed)

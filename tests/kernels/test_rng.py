@@ -192,7 +192,8 @@ def test_draws_ahead_gives_each_draw_its_own_values_drawn_early(monkeypatch):
     real = reference._standard_normal
     monkeypatch.setattr(reference, "_standard_normal",
                         lambda seed, *a: calls.append(seed) or real(seed, *a))
-    with reference.draws_ahead(seeds):
+    block = reference.DrawsAhead(seeds)
+    with reference.draws_ahead(block):
         assert torch.equal(reference.standard_normal(seeds[1], shape, offset=7), want[seeds[1]])
         assert calls == seeds[1:]  # this one and the later ones, drawn now
         assert torch.equal(reference.standard_normal(seeds[0], shape, offset=7), want[seeds[0]])
@@ -205,7 +206,9 @@ def test_draws_ahead_gives_each_draw_its_own_values_drawn_early(monkeypatch):
         again = reference.standard_normal(seeds[2], shape, offset=7)  # taken already: redrawn
         assert torch.equal(again, want[seeds[2]])
     assert calls == [*seeds[1:], seeds[0], seeds[3], 99, seeds[2]]  # none drawn twice ahead
-    assert not reference._blocks  # the block is closed
+    assert block.asked == [(shape, torch.device("cpu"), torch.float32, 7),
+                           ((2, 3), torch.device("cpu"), torch.float32, 7)]
+    assert not reference._open_blocks()  # the block is closed
 
 
 @pytest.mark.parametrize("backend", ["eager", "compile"])

@@ -195,8 +195,10 @@ class GaussianLatentModel(nn.Module):
         mc = self.cfg.kl_estimator == "monte_carlo"
         t = self.terms(x, y, 1, seed, with_log_probs=mc)
         kl = t.log_qz - t.log_pz if mc else t.kl
-        stats = {"elbo": elbo(t.log_px_z, kl), "recon": t.log_px_z, "kl": kl}
-        return elbo(t.log_px_z, kl, self.beta * self.kl_weight), stats
+        value = elbo(t.log_px_z, kl)
+        stats = {"elbo": value, "recon": t.log_px_z, "kl": kl}
+        weight = self.beta * self.kl_weight  # 1: the ELBO itself, with no product by 1 to undo
+        return (value if weight == 1.0 else elbo(t.log_px_z, kl, weight)), stats
 
     @property
     def beta(self) -> float:

@@ -1,0 +1,89 @@
+"""The trainer's lookahead: the inputs and eps of a block of coming steps, drawn in a row
+before the first of them.
+
+A training step needs its minibatch's model inputs (the exact dynamic binarization of
+``vaebench.inputs.model_inputs``, or dequantization) and its eps (``kernels.reference``'s
+Philox normals). Both are pure functions of the step's seeds, so they can be drawn at any
+time and come out the same to the bit. Drawn between two steps they cost more than their own
+time: the draw finds the CPU's caches full of the step's weights, and the step then finds them
+full of the draw's buffers. So the steps of an epoch come in blocks; a block's inputs, and its
+eps of every kind the steps of earlier blocks asked for (``kernels.reference.DrawsAhead``),
+are drawn together when its first step comes. How much this saves is measured, not assumed:
+``benchmarks.step_costs`` times the step with its inputs drawn step by step and in blocks
+(``reports/benchmarks/step_costs-<vendor>.md``).
+
+A worker thread drawing the next block while one trains was built, fixed (its torch ops on one
+thread, else libgomp throttles every team's spin-wait) and measured on whole epochs: no gain
+(AMD EPYC, 2026-12-05, commit d2dcd0c and the closing note of that session), so the blocks are
+drawn on the step's thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+import kernels
+from kernels.reference import DrawsAhead, draws_ahead
+from vaebench.inputs import TRAIN_EPS_STREAM, TRAIN_INPUT_STREAM, model_inputs
+from vaebench.parallel import Shards
+
+LOOKAHEAD_STEPS = 64  # steps per block; 64 steps of 128 x 784 float32 inputs hold 26 MB
+
+Batch = tuple[torch.Tensor, torch.Tensor | None, int]  # model inputs, labels, eps seed
+Block = tuple[list[list[Batch]], DrawsAhead]  # each step's shard batches; the block's eps
+
+
+class Lookahead:
+    """The training steps' inputs (``x``, labels ``y``) and eps seeds, drawn a block ahead.
+
+    ``steps``: the steps per block (1: each step's inputs and eps are drawn just before it).
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor | None, batch_size: int, kind: str,
+                 levels: int | None, likelihood: str, seed: int, shards: Shards,
+                 steps: int = LOOKAHEAD_STEPS):
+        if steps < 1:
+            raise ValueError(f"lookahead steps must be >= 1, got {steps}")
+        self.x, self.y, self.batch_size, self.shards = x, y, batch_size, shards
+        self.kind, self.levels, self.likelihood, self.seed = kind, levels, likelihood, seed
+        self.steps = steps
+        self._asked: list[tuple] = []  # the eps draws the steps asked for, in the blocks so far
+
+    def steps_per_epoch(self, n: int) -> int:
+        """Steps in an epoch of ``n`` points: the ragged last batch is dropped, so that every
+        step sees ``batch_size`` points."""
+        return n // self.batch_size
+
+    def epoch(self, perm: torch.Tensor, first_step: int) -> Iterator[list[Batch]]:
+        """One epoch's steps in the order of ``perm``; for each, the (inputs, labels, eps seed)
+        of this process's shards. ``first_step``: the global index of the epoch's first step."""
+        total = self.steps_per_epoch(len(perm))
+        for first in range(0, total, self.steps):
+            steps = range(first, min(first + self.steps, total))
+            batches, eps = self._block(perm, first_step, steps)
+            with draws_ahead(eps):
+                yield from batches
+            self._asked.extend(kind for kind in eps.asked if kind not in self._asked)
+
+    def _block(self, perm: torch.Tensor, first_step: int, steps: range) -> Block:
+        """The model inputs and eps seeds of ``steps``, and their eps of the kinds asked so
+        far."""
+        batches = []
+        for b in steps:
+            idx, step = perm[b * self.batch_size:(b + 1) * self.batch_size], first_step + b
+            idx = idx.to(self.x.device)
+            batches.append([
+                (model_inputs(self.x.index_select(0, rows), self.kind, self.levels,
+                              self.likelihood,
+                              kernels.step_seed(self.seed, step,
+                                                self.shards.stream(TRAIN_INPUT_STREAM, r)),
+                              check=False),
+                 None if self.y is None else self.y.index_select(0, rows),
+                 kernels.step_seed(self.seed, step, self.shards.stream(TRAIN_EPS_STREAM, r)))
+                for r in self.shards.ranks for rows in [self.shards.rows(idx, r)]])
+        eps = DrawsAhead([eps_seed for shard_batches in batches for *_, eps_seed in shard_batches])
+        for kind in self._asked:
+            eps.draw(*kind)
+        return batches, eps

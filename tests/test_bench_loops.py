@@ -175,6 +175,26 @@ def test_epoch_pairs_pool_the_epochs_side_by_side_leaving_each_runs_first_out():
     assert math.isclose(iv["high"], math.exp(hi), rel_tol=1e-12)
 
 
+def test_both_epoch_paired_runs_are_judged_epoch_by_epoch():
+    """Each GEMM library's epoch-paired run is paired with the minimal epochs beside it, epoch
+    by epoch, not with the minimal loop's runs; the other loops, run by run."""
+    from benchmarks.train_report import epoch_paired, paired, ratios
+
+    mine, beside = [[9.0, 3.3, 2.2, 2.6], [8.0, 3.1, 2.9, 3.0]], [[1.0, 3.0, 2.0, 2.5],
+                                                                 [7.0, 3.0, 2.5, 2.6]]
+    other, beside_other = [[5.0, 2.0, 2.1, 2.4], [5.0, 2.6, 2.2, 2.3]], [[1.0, 2.0, 2.0, 2.0],
+                                                                         [1.0, 2.5, 2.1, 2.0]]
+    minimal = [[1.0, 2.0, 2.2], [1.0, 2.4, 2.5]]
+    seconds = {"vaebench paired": mine, "minimal paired": beside,
+               "vaebench paired other": other, "minimal paired other": beside_other,
+               "minimal": minimal, "gemm floor aten": minimal, "gemm floor onednn": minimal}
+    r = ratios({"epoch_seconds": seconds, "gemm": {"vaebench": "onednn"},
+                "gemm_other": "aten"})["over_minimal"]
+    assert r["vaebench paired"] == epoch_paired(mine, beside)
+    assert r["vaebench paired other"] == epoch_paired(other, beside_other)
+    assert r["minimal paired other"] == paired(beside_other, minimal)
+
+
 def test_step_costs_pair_groups_of_rounds_by_hand():
     """Each variant's blocks summed ``group`` rounds at a time over the minimal loop's sums,
     the rounds that do not fill a group left out."""

@@ -248,14 +248,13 @@ def main(epochs: int = 3, repeats: int = 6, seed: int = 0,
     cell = Cell("vae", "fashion-mnist", seed)
     auto = resolve_gemm("auto")
     other = "onednn" if auto == "aten" else "aten"
-    specs = {"vaebench": run_spec(params, cell), "vaebench paired": run_spec(
-        params.model_copy(update={"train": {**params.train, "vae": {
-            **params.train["vae"], "epochs": paired_epochs}}}), cell)}
+    paired = params.model_copy(update={"train": {**params.train, "vae": {
+        **params.train["vae"], "epochs": paired_epochs}}})
+    specs = {"vaebench": run_spec(params, cell), "vaebench paired": run_spec(paired, cell)}
     if other == "aten" or onednn_available():  # the GEMM library 'auto' did not pick
-        specs["vaebench other"] = run_spec(params.model_copy(update={
-            "study": params.study.model_copy(update={"gemm": other})}), cell)
-        specs["vaebench paired other"] = specs["vaebench paired"].model_copy(update={
-            "study": specs["vaebench paired"].study.model_copy(update={"gemm": other})})
+        gemm = {"study": params.study.model_copy(update={"gemm": other})}
+        specs["vaebench other"] = run_spec(params.model_copy(update=gemm), cell)
+        specs["vaebench paired other"] = run_spec(paired.model_copy(update=gemm), cell)
     x_test = fixed_inputs(bundle, bundle.x_test, "bernoulli")
     tmp = ROOT / ".cache" / "bench-train"
     n_steps = len(bundle.x_train) // 128

@@ -25,11 +25,13 @@ def paired(runs: list[list[float]], base: list[list[float]]) -> dict[str, float]
 
 
 LABELS = {
-    "vaebench paired": ("vaebench, whole epoch, each followed by an epoch of the minimal loop "
-                        "(`{gemm}`; paired epoch by epoch: the 1.1x target's judge)"),
+    "vaebench paired": ("vaebench, whole epoch (`study.gemm: auto`, here `{gemm}`), each "
+                        "followed by an epoch of the minimal loop (paired epoch by epoch: a "
+                        "judge of the 1.1x target)"),
     "minimal paired": "the minimal loop's epochs run beside those",
     "vaebench paired other": ("vaebench, whole epoch, `study.gemm: {other}`, each followed by an "
-                              "epoch of the minimal loop (paired epoch by epoch)"),
+                              "epoch of the minimal loop (paired epoch by epoch: a judge of the "
+                              "1.1x target)"),
     "minimal paired other": "the minimal loop's epochs run beside those",
     "vaebench": "vaebench, whole epoch (`study.gemm: auto`, here `{gemm}`)",
     "vaebench steps": "vaebench, training steps only (`{gemm}`)",

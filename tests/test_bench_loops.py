@@ -195,6 +195,24 @@ def test_both_epoch_paired_runs_are_judged_epoch_by_epoch():
     assert r["minimal paired other"] == paired(beside_other, minimal)
 
 
+def test_epoch_added_seconds_is_the_mean_pair_difference_with_scipys_interval():
+    import math
+
+    import numpy as np
+    from scipy import stats
+
+    from benchmarks.train_report import epoch_added_seconds
+
+    mine = [[9.0, 3.3, 2.2, 2.6], [8.0, 3.1, 2.9]]
+    beside = [[1.0, 3.0, 2.0, 2.5], [7.0, 3.0, 2.5]]
+    d = np.array([0.3, 0.2, 0.1, 0.1, 0.4])
+    lo, hi = stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
+    added = epoch_added_seconds(mine, beside)
+    assert added["n"] == 5 and math.isclose(added["seconds"], d.mean(), rel_tol=1e-12)
+    assert math.isclose(added["low"], lo, rel_tol=1e-9)
+    assert math.isclose(added["high"], hi, rel_tol=1e-9)
+
+
 def test_step_costs_pair_groups_of_rounds_by_hand():
     """Each variant's blocks summed ``group`` rounds at a time over the minimal loop's sums,
     the rounds that do not fill a group left out."""

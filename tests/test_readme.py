@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 CONSTANTS = {"3.11": "the least Python version", "0.05": "the level of the comparisons (α)"}
 NUMBER = re.compile(r"(?<![\w.\-/=])\d+\.\d+(?!\w|\.\w)")  # "2.5." ends a sentence; "1.2.3" is no number
@@ -63,8 +65,10 @@ def unsourced(readme: str, root: Path) -> dict[str, list[str]]:
     return out
 
 
-def test_every_number_of_the_readme_is_in_a_report_it_cites():
-    assert unsourced((ROOT / "README.md").read_text(), ROOT) == {}
+@pytest.mark.parametrize("readme", ["README.md", "kernels/README.md"])
+def test_every_number_of_the_readme_is_in_a_report_it_cites(readme):
+    """Versions are written whole (Triton 3.4.0), which the pattern does not read as a number."""
+    assert unsourced((ROOT / readme).read_text(), ROOT) == {}
 
 
 def test_a_stale_or_uncited_number_is_found(tmp_path):

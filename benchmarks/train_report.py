@@ -68,11 +68,18 @@ def floor_of(result: dict) -> dict[str, str]:
     return {k: f"gemm floor {lib_of.get(k, 'aten')}" for k in result["epoch_seconds"]}
 
 
+def epoch_pairs(runs: list[list[float]], beside: list[list[float]]
+                ) -> list[tuple[float, float]]:
+    """(this loop's epoch, the epoch run beside it), pooled over runs, each run's first epoch
+    (its warm-up) left out."""
+    return [(a, b) for run, other in zip(runs, beside, strict=True)
+            for a, b in list(zip(run, other, strict=True))[1:]]
+
+
 def epoch_paired(runs: list[list[float]], beside: list[list[float]]) -> dict[str, float]:
     """This loop's epochs over the epochs run beside them (``run_epoch_paired``), epoch by
-    epoch, pooled over runs, each run's first epoch left out (``loops.paired_ratio``)."""
-    pairs = [(a, b) for run, other in zip(runs, beside, strict=True)
-             for a, b in list(zip(run, other, strict=True))[1:]]
+    epoch (``epoch_pairs``; ``loops.paired_ratio``)."""
+    pairs = epoch_pairs(runs, beside)
     return paired_ratio([a for a, _ in pairs], [b for _, b in pairs])
 
 
@@ -82,9 +89,7 @@ def epoch_added_seconds(runs: list[list[float]], beside: list[list[float]]) -> d
     switches between speeds, the ratio moves with the speed and this does less."""
     from vaebench.stats import t_interval
 
-    diffs = [a - b for run, other in zip(runs, beside, strict=True)
-             for a, b in list(zip(run, other, strict=True))[1:]]
-    mean, _, half, n = t_interval(diffs, 0.95)
+    mean, _, half, n = t_interval([a - b for a, b in epoch_pairs(runs, beside)], 0.95)
     return {"seconds": mean, "low": mean - half, "high": mean + half, "n": n}
 
 

@@ -33,7 +33,9 @@ def units(section: str) -> list[tuple[int | None, str]]:
         if item or not line.strip():
             out.append([len(item.group(1)) if item else None, []])
         if line.strip():
-            out[-1][1].append(line) if out else out.append([None, [line]])
+            if not out:  # the section's first line: its heading
+                out.append([None, []])
+            out[-1][1].append(line)
     return [(indent, "\n".join(lines)) for indent, lines in out if lines]
 
 

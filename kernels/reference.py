@@ -174,10 +174,10 @@ class DrawsAhead:
              offset: int, first: int = 0) -> None:
         """Draw the eps of ``seeds[first:]`` for these arguments (those not drawn yet)."""
         rest = (tuple(shape), torch.device(device), dtype, offset)
-        for s in self.seeds[first:]:
-            if (s, *rest) not in self.done:
-                self.drawn[(s, *rest)] = _standard_normal(s, *rest)
-                self.done.add((s, *rest))
+        seeds = [s for s in dict.fromkeys(self.seeds[first:]) if (s, *rest) not in self.done]
+        for s, eps in zip(seeds, _standard_normals(seeds, *rest)):
+            self.drawn[(s, *rest)] = eps
+            self.done.add((s, *rest))
 
     def take(self, seed, shape, device, dtype, offset) -> Tensor:
         rest = (shape, device, dtype, offset)
@@ -206,8 +206,8 @@ def _open_blocks() -> list[DrawsAhead]:
 def draws_ahead(block: DrawsAhead) -> Iterator[DrawsAhead]:
     """Open ``block`` in this thread: its eps serve this thread's ``standard_normal`` calls
     for its seeds until the block closes (``DrawsAhead``). A draw between two training steps
-    finds the CPU's caches full of the step's weights; a block drawn in a row, or in another
-    thread while the steps run, moves that cost off the steps (``vaebench.lookahead``)."""
+    finds the CPU's caches full of the step's weights; a block drawn in a row moves that cost
+    off the steps (``vaebench.lookahead``)."""
     blocks = _open_blocks()
     blocks.append(block)
     try:
@@ -234,6 +234,22 @@ def _standard_normal(seed: int, shape: tuple[int, ...], device: torch.device | s
         counter = torch.arange(offset + start, offset + stop, dtype=torch.int64, device=device)
         out[start:stop] = normal_from_counter(counter, k0, k1)
     return out.view(shape).to(dtype)
+
+
+def _standard_normals(seeds: Sequence[int], shape: tuple[int, ...], device: torch.device,
+                      dtype: torch.dtype, offset: int) -> list[Tensor]:
+    """``_standard_normal`` of each seed. On the CPU, when one chunk holds a draw, the seeds'
+    uniforms come from one compiled call and go through Box-Muller together: torch's log, cos
+    and sqrt give an element the same bits wherever it sits in the tensor
+    (``tests/kernels/test_rng.py``), so each row is the seed's own draw."""
+    numel = math.prod(shape)
+    if device.type != "cpu" or numel > _CHUNK["cpu"] or len(seeds) < 2:
+        return [_standard_normal(s, shape, device, dtype, offset) for s in seeds]
+    from kernels.philox_cpu import philox_uniforms
+
+    keys = list(zip(*(philox_key(s) for s in seeds)))
+    eps = box_muller(*philox_uniforms(offset, numel, *keys)).to(dtype)
+    return [row.view(shape) for row in eps]
 
 
 def sample_shape(mu: Tensor, n_samples: int) -> tuple[int, ...]:

@@ -72,6 +72,8 @@ def test_a_block_draws_the_eps_the_steps_asked_for_before_its_first_step(monkeyp
     real = reference._standard_normal
     monkeypatch.setattr(reference, "_standard_normal",
                         lambda seed, *a: draws.append(seed) or real(seed, *a))
+    monkeypatch.setattr(reference, "_standard_normals",  # seed by seed, each draw recorded
+                        lambda seeds, *a: [reference._standard_normal(s, *a) for s in seeds])
     ahead = Lookahead(_grey(), None, 3, "image", 256, "bernoulli", 5, Shards(), 4)
     seeds, drawn_before = [], []
     for [(_, _, eps_seed)] in ahead.epoch(torch.arange(40), 0):
@@ -82,3 +84,33 @@ def test_a_block_draws_the_eps_the_steps_asked_for_before_its_first_step(monkeyp
     assert drawn_before == [False] + [True] * 3 + [True] * 9
     assert sorted(draws) == sorted(seeds)
     assert not reference._open_blocks()
+
+
+def _block_buffers(ahead, perm, want, keep=None):
+    """The address of each block's first batch (it starts the block's buffer), checking every
+    batch's values; the batch at step ``keep`` is held to the end and checked again."""
+    firsts, kept = [], None
+    for b, [(xb, _, _)] in enumerate(ahead.epoch(perm, 0)):
+        if b % ahead.steps == 0:
+            firsts.append(xb.data_ptr())
+        if b == keep:
+            kept = xb
+        assert torch.equal(xb, want[b][0])
+    if keep is not None:
+        assert torch.equal(kept, want[keep][0])
+    return firsts
+
+
+def test_binarized_blocks_reuse_two_buffers_and_never_overwrite_a_kept_batch():
+    """A loop that drops each batch after its step (the trainer) gets its blocks' inputs in two
+    buffers, taken in turn; a batch kept past its block keeps its buffer from reuse."""
+    x, bs, seed = _grey(), 3, 11
+    perm = torch.arange(len(x))
+    want = _step_by_step(x, perm, bs, 0, seed, (1, 3, 5))
+    ahead = Lookahead(x, None, bs, "image", 256, "bernoulli", seed, Shards(), 4)
+    a, b, c, d = _block_buffers(ahead, perm, want)
+    assert a == c and b == d and a != b
+    ahead = Lookahead(x, None, bs, "image", 256, "bernoulli", seed, Shards(), 4)
+    a, b, c, d = _block_buffers(ahead, perm, want, keep=1)  # the first buffer stays busy
+    assert b == d and c not in (a, b)
+    assert len(ahead._buffers.pool) == 2

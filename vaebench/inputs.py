@@ -29,18 +29,26 @@ def preprocessing_name(kind: str, likelihood: str) -> str:
 
 
 def model_inputs(x: Tensor, kind: str, levels: int | None, likelihood: str, seed: int,
-                 check: bool = True) -> Tensor:
+                 check: bool = True, out: Tensor | None = None) -> Tensor:
     """Preprocess a batch of stored data for a model with the given likelihood.
 
     The noise (binarization or dequantization) is a pure function of ``seed``: pass a new
     one for every batch (``kernels.step_seed``). ``check=False`` skips the grey-level range
     check, for data already checked (the trainer checks the whole training set once).
+    ``out``: where the dynamic binarization writes its draws (``binarizes_into``); every
+    other preprocessing returns its own tensor.
     """
     if kind != "image":
         return x.float()
     if likelihood == "bernoulli":
-        return preprocess.dynamic_binarize(x, levels, seed, check=check)
+        return preprocess.dynamic_binarize(x, levels, seed, check=check, out=out)
     return preprocess.dequantize(x, levels, seeded_generator(seed), check=check)
+
+
+def binarizes_into(kind: str, likelihood: str, device: torch.device) -> bool:
+    """Whether ``model_inputs`` writes to a given ``out``: the dynamic binarization, on the
+    CPU."""
+    return kind == "image" and likelihood == "bernoulli" and device.type == "cpu"
 
 
 def check_stored(x: Tensor, kind: str, levels: int | None) -> None:

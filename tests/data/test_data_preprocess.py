@@ -135,32 +135,41 @@ def test_dequantization_log_correction_bound():
         pp.dequantization_log_correction(0, 256)
 
 
-@pytest.mark.parametrize("levels", [256, 17, 2, 300])
-def test_bernoulli_grey_is_exact_at_the_top_levels(levels):
+SAMPLERS = {  # the exact Bernoulli samplers: the fixed binarization's and the dynamic one's
+    "pcg64": lambda grey, levels, seed: pp.bernoulli_grey(grey, levels,
+                                                          np.random.default_rng(seed)),
+    "philox": pp.philox_bernoulli_grey,
+}
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+@pytest.mark.parametrize("levels", [256, 17, 2, 300, 130])
+def test_bernoulli_grey_is_exact_at_the_top_levels(levels, sampler):
     """P(1) = x/(L-1) exactly: the top level never fails, the one below fails with 1/(L-1).
 
     For 8-bit data the uniform r on 0..254 comes from bytes with the 255s redrawn; keeping
     them would give P(r < 254) = 254/256 instead of 254/255, 28 standard errors away here.
     """
+    draw = SAMPLERS[sampler]
     n = 200_000
-    rng = np.random.default_rng(3)
     top = np.full(n, levels - 1)
     below = np.full(n, levels - 2)
-    assert pp.bernoulli_grey(top, levels, rng).min() == 1.0
-    assert pp.bernoulli_grey(np.zeros(n, np.int64), levels, rng).max() == 0.0
+    assert draw(top, levels, 3).min() == 1.0
+    assert draw(np.zeros(n, np.int64), levels, 4).max() == 0.0
     p = (levels - 2) / (levels - 1)
-    mean = float(pp.bernoulli_grey(below, levels, rng).mean())
+    mean = float(draw(below, levels, 5).mean())
     assert abs(mean - p) <= Z_STAR * np.sqrt(p * (1 - p) / n) + 1e-12
 
 
-def test_bernoulli_grey_all_levels_chi_square():
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_bernoulli_grey_all_levels_chi_square(sampler):
     """Every interior level x of 8-bit data gives ones with probability x/255: the sum over
     levels of squared binomial z-scores is chi-square with 254 degrees of freedom."""
     from scipy import stats
 
     levels, n = 256, 20_000
     x = np.arange(1, levels - 1)
-    draws = pp.bernoulli_grey(np.tile(x, (n, 1)), levels, np.random.default_rng(5))
+    draws = SAMPLERS[sampler](np.tile(x, (n, 1)), levels, 5)
     p = x / (levels - 1)
     z = (draws.sum(0) - n * p) / np.sqrt(n * p * (1 - p))
     assert stats.chi2.sf(float((z**2).sum()), df=len(x)) > 1e-4
@@ -215,16 +224,49 @@ def test_compiled_8bit_sampler_is_the_definition(size, bit_generator):
     assert np.array_equal(out, (r < g).astype(np.float32))
 
 
-@pytest.mark.parametrize("shape", [(128, 784), (3, 5), (1,), (0, 4)])
-def test_tensor_binarization_equals_numpy_bernoulli_grey(shape):
-    """A CPU tensor of 8-bit data and the same grey levels as a numpy array: the same seed
-    gives the same draws, 255s redrawn alike, as the plain-numpy definition."""
-    grey = np.random.default_rng(3).integers(0, 256, shape).astype(np.uint8)
-    fast = pp.dynamic_binarize(torch.from_numpy(grey), 256, 9)
-    slow = _bernoulli_255_by_definition(grey, np.random.default_rng(9))
+def _philox_bernoulli_by_definition(grey: np.ndarray, levels: int, seed: int
+                                    ) -> tuple[np.ndarray, int]:
+    """The dynamic sampler as ``philox_bernoulli_grey``'s docstring defines it, from
+    ``reference.philox4x32`` (int64 torch words) and a Python loop over the replaced units;
+    also the number of pixels whose first replacement counter held no unit below the limit."""
+    from kernels import reference
+
+    n, flat = levels - 1, grey.reshape(-1).astype(np.int64)
+    unit = np.uint8 if n <= 256 else np.uint32
+    limit = (256 ** np.dtype(unit).itemsize // n) * n
+    k0, k1 = reference.philox_key(seed)
+
+    def units(counters, c2, t):  # each counter's units, a row per counter
+        words = reference.philox4x32(counters & reference.MASK32, counters >> 32, k0, k1, c2, t)
+        return torch.stack(words, -1).numpy().astype(np.uint32).view(unit)
+
+    counters = torch.arange(-(-flat.size * np.dtype(unit).itemsize // 16), dtype=torch.int64)
+    r = units(counters, 0, 0).reshape(-1)[:flat.size].astype(np.int64)
+    left, second_tries = np.flatnonzero(r >= limit), 0
+    for t in range(64):  # every replaced pixel's counter t at once; each takes its first unit
+        if not left.size:
+            break
+        fresh = units(torch.from_numpy(left), 1, t)
+        ok = fresh < limit
+        done = ok.any(1)
+        r[left[done]] = fresh[done, ok[done].argmax(1)]
+        left = left[~done]
+        second_tries += int(t == 0) * left.size
+    return ((r % n) < flat).astype(np.float32).reshape(grey.shape), second_tries
+
+
+@pytest.mark.parametrize("levels, shape", [(256, (128, 784)), (256, (3, 5)), (256, (1,)),
+                                           (256, (0, 4)), (17, (40, 64)), (2, (9, 9)),
+                                           (300, (33, 17)), (130, (4, 100_000))])
+def test_dynamic_binarization_is_its_philox_definition(levels, shape):
+    """``dynamic_binarize`` draws, bit for bit, what its definition draws: the first units
+    of Philox counters (i, 0, 0), and the units replaced from counters (j, 1, t) in order.
+    130 levels replace half the bytes; there some pixels need a second counter."""
+    rng = np.random.default_rng(3)
+    grey = rng.integers(0, levels, shape).astype(np.uint8 if levels <= 256 else np.int64)
+    fast = pp.dynamic_binarize(torch.from_numpy(grey), levels, 9)
+    slow, second_tries = _philox_bernoulli_by_definition(grey, levels, 9)
     assert fast.dtype == torch.float32 and tuple(fast.shape) == shape
     assert np.array_equal(fast.numpy(), slow)
-    if grey.size > 10_000:  # the redraw path ran: about one byte in 256 was a 255
-        raw = np.frombuffer(np.random.default_rng(9).bytes(grey.size), np.uint8)
-        assert (raw == 255).sum() > 0
-        assert not np.array_equal(slow.reshape(-1), (raw < grey.reshape(-1)).astype(np.float32))
+    if levels == 130:
+        assert second_tries > 0  # the loop over t ran

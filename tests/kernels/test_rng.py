@@ -192,6 +192,8 @@ def test_draws_ahead_gives_each_draw_its_own_values_drawn_early(monkeypatch):
     real = reference._standard_normal
     monkeypatch.setattr(reference, "_standard_normal",
                         lambda seed, *a: calls.append(seed) or real(seed, *a))
+    monkeypatch.setattr(reference, "_standard_normals",  # seed by seed, each call recorded
+                        lambda seeds, *a: [reference._standard_normal(s, *a) for s in seeds])
     block = reference.DrawsAhead(seeds)
     with reference.draws_ahead(block):
         assert torch.equal(reference.standard_normal(seeds[1], shape, offset=7), want[seeds[1]])
@@ -209,6 +211,20 @@ def test_draws_ahead_gives_each_draw_its_own_values_drawn_early(monkeypatch):
     assert block.asked == [(shape, torch.device("cpu"), torch.float32, 7),
                            ((2, 3), torch.device("cpu"), torch.float32, 7)]
     assert not reference._open_blocks()  # the block is closed
+
+
+@pytest.mark.parametrize("shape", [(1, 128, 20), (5, 128, 20), (3, 7), (1,), (33,), (0, 4)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_seeds_drawn_together_are_each_drawn_alone(shape, dtype):
+    """A block's eps drawn in one call (one Box-Muller over every seed's row) are, to the bit,
+    each seed's own draw: torch's log, cos and sqrt give an element the same bits wherever it
+    sits in a tensor, tails and thread splits included."""
+    seeds = [kernels.step_seed(3, t) for t in range(37)]
+    together = reference._standard_normals(seeds, shape, torch.device("cpu"), dtype, 11)
+    assert len(together) == len(seeds)
+    for s, eps in zip(seeds, together):
+        alone = reference._standard_normal(s, shape, "cpu", dtype, 11)
+        assert eps.dtype == dtype and eps.shape == alone.shape and torch.equal(eps, alone)
 
 
 @pytest.mark.parametrize("backend", ["eager", "compile"])

@@ -131,22 +131,75 @@ def bernoulli_grey(grey: np.ndarray, levels: int, rng: np.random.Generator) -> n
     return (r < grey).astype(np.float32)
 
 
-def dynamic_binarize(x: torch.Tensor, levels: int, seed: int, *, check: bool = True
-                     ) -> torch.Tensor:
+def philox_bernoulli_grey(grey: np.ndarray, levels: int, seed: int,
+                          out: np.ndarray | None = None) -> np.ndarray:
+    """Exact Bernoulli(grey / (levels - 1)) draws as float32 {0, 1}, pixel j's a pure function
+    of (seed, j): [r_j % n < grey_j] with n = levels - 1, r_j uniform on 0..n-1 exactly.
+
+    Under the Philox key of ``seed`` (``kernels.reference.philox_key``), counter (i, 0, 0)
+    gives 16 little-endian bytes, read in order as units: bytes for n <= 256, 32-bit words
+    otherwise (R = 256 or 2**32 values). Pixel j takes unit j; a unit >= n * floor(R / n) is
+    replaced by the first unit below it among those of counters (j, 1, t), t = 0, 1, ...
+    (``binarize_cpu.fix_philox_redraws``), which leaves r_j uniform. For 8-bit data the
+    replaced units are the bytes 255. ``out``: a C-contiguous float32 array of grey's shape to
+    write the draws to (returned), else a new one.
+    """
+    from kernels.reference import philox_key
+    from vaebench.data import binarize_cpu
+
+    n = levels - 1
+    if n > 1 << 32:
+        raise ValueError(f"levels={levels} is too many for the Philox sampler; at most 2**32 + 1")
+    flat = np.ascontiguousarray(grey).reshape(-1)
+    unit = np.uint8 if n <= 256 else np.uint32
+    limit = ((1 << 8 * np.dtype(unit).itemsize) // n) * n
+    k0, k1 = philox_key(seed)
+    words = np.empty(4 * -(-flat.size * np.dtype(unit).itemsize // 16), np.uint32)
+    binarize_cpu.philox_words(k0, k1, words)
+    if out is None:
+        out = np.empty(np.shape(grey), np.float32)
+    elif out.shape != np.shape(grey) or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous float32 array of shape {np.shape(grey)}, "
+                         f"got {out.dtype} {out.shape}")
+    result, out = out, out.reshape(-1)
+    redraw = np.empty(flat.size, np.intp)
+    if n == 255:  # 8-bit data: the compare and the search for 255s a word at a time
+        count = binarize_cpu.compare_bytes(words.view(np.uint64), flat.astype(np.uint8, copy=False),
+                                           out, redraw)
+    else:
+        count = binarize_cpu.compare_units(words.view(unit), flat, n, limit, out, redraw)
+    if count:
+        binarize_cpu.fix_philox_redraws(redraw[:count], flat, n, limit, k0, k1,
+                                        np.empty(16 // np.dtype(unit).itemsize, unit), out)
+    return result
+
+
+def dynamic_binarize(x: torch.Tensor, levels: int, seed: int, *, check: bool = True,
+                     out: torch.Tensor | None = None) -> torch.Tensor:
     """A fresh Bernoulli(x / (levels - 1)) draw for one minibatch, float32 {0, 1}.
 
     Dynamic binarization (Burda, Grosse & Salakhutdinov 2016, sec. 5.1): every pass over the
     data sees a new draw. The draw is a pure function of (x, seed), sampled exactly by
-    ``bernoulli_grey``; the trainer passes a new seed every step (``kernels.step_seed``), so a
-    resumed run draws exactly what an uninterrupted one would have. ``check=False`` skips the
-    grey-level range check, for data already checked.
+    ``philox_bernoulli_grey``; the trainer passes a new seed every step (``kernels.step_seed``),
+    so a resumed run draws exactly what an uninterrupted one would have. ``check=False`` skips
+    the grey-level range check, for data already checked. ``out``: a contiguous float32 CPU
+    tensor of x's shape to write the draws to, for x on the CPU (the trainer's lookahead keeps
+    its buffers from block to block, ``vaebench.lookahead``).
     """
     if not _is_tensor(x):
         raise TypeError(f"x must be a torch tensor, got {type(x).__name__}")
     _check_levels(levels)
     if check:
         _check_grey(x, levels)
-    return _seeded_bernoulli(x, levels, seed)
+    import torch
+
+    if out is not None:
+        if x.device.type != "cpu" or out.device.type != "cpu":
+            raise ValueError(f"out is for x on the CPU; x is on {x.device}, out on {out.device}")
+        philox_bernoulli_grey(x.numpy(), levels, seed, out=out.numpy())
+        return out
+    grey = x.cpu().numpy()
+    return torch.from_numpy(philox_bernoulli_grey(grey, levels, seed)).to(x.device)
 
 
 def fixed_binarize(x, levels: int, seed: int):
@@ -249,12 +302,13 @@ def preprocessing_record(kind: str, levels: int | None, dim: int, seed: int) -> 
         "functions": {
             "to_unit": "vaebench.data.preprocess.to_unit: x/(levels-1) in [0, 1]",
             "dynamic_binarize": "vaebench.data.preprocess.dynamic_binarize: "
-            "Bernoulli(x/(levels-1)), a fresh draw every training step, seeded by "
-            "kernels.step_seed(study seed, step) (Burda et al. 2016)",
+            "Bernoulli(x/(levels-1)), a fresh draw every training step, 1 iff r < x with "
+            "r ~ U{0, ..., levels-2} from Philox-4x32 keyed by kernels.step_seed(study seed, "
+            "step) (Burda et al. 2016)",
             "fixed_binarize": "vaebench.data.preprocess.fixed_binarize: Bernoulli(x/(levels-1))"
             " drawn once with a fixed seed (Exemplar VAE protocol)",
             "bernoulli_grey": "vaebench.data.preprocess.bernoulli_grey: the exact sampler of "
-            "both, 1 iff r < x with r ~ U{0, ..., levels-2} from numpy's PCG64",
+            "fixed_binarize, 1 iff r < x with r ~ U{0, ..., levels-2} from numpy's PCG64",
             "dequantize": "vaebench.data.preprocess.dequantize: (x+u)/levels, u~U[0,1)",
         },
         "by_decoder": {

@@ -60,6 +60,7 @@ bench-kernels: setup
 bench-train: setup
 	$(PY) -m benchmarks.train_throughput
 	$(PY) -m benchmarks.step_costs
+	$(PY) -m benchmarks.data_path
 	$(PY) -m benchmarks.is_nll
 
 bench-evaluate: setup

@@ -226,3 +226,29 @@ def test_step_costs_pair_groups_of_rounds_by_hand():
     assert iv["trainer"]["n"] == 2
     assert math.isclose(iv["trainer"]["ratio"], math.exp(sum(logs) / 2), rel_tol=1e-12)
     assert iv["minimal"]["ratio"] == 1.0
+
+
+def test_data_path_pairs_draw_what_the_trainer_draws():
+    """Each pair of the data-path benchmark times two ways of one draw: the binarizations are
+    exact {0, 1} draws of the block's batches (the fixed and the dynamic sampler), the kept
+    buffers receive exactly the fresh arrays' values, and the eps drawn together are the
+    trainer's (the benchmark checks them against each seed's own draw)."""
+    import numpy as np
+
+    from benchmarks.data_path import PAIRS, _block_variants
+    from vaebench.data import preprocess
+
+    rng = np.random.default_rng(0)
+    grey = [rng.integers(0, 256, (BATCH, 784)).astype(np.uint8) for _ in range(3)]
+    seeds = [11, 12, 13]
+    kept = [np.zeros((BATCH, 784), np.float32) for _ in grey]
+    variants = _block_variants(grey, seeds, kept)
+    assert set(variants) == {f"{p} {age}" for p in PAIRS for age in ("old", "new")}
+    fresh = variants["fresh memory old"]()
+    variants["fresh memory new"]()
+    for f, k, g, s in zip(fresh, kept, grey, seeds, strict=True):
+        assert np.array_equal(f, k) and np.array_equal(k, preprocess.philox_bernoulli_grey(g, 256, s))
+    for b, g in zip(variants["binarize old"](), grey, strict=True):
+        assert b.shape == g.shape and set(np.unique(b)) <= {0.0, 1.0}
+        assert (b[g == 0] == 0).all() and (b[g == 255] == 1).all()
+    assert len(variants["eps new"]()) == len(seeds)

@@ -15,7 +15,8 @@ it replaced, on the same batches (Fashion-MNIST, 128 x 784, grey levels 0..255):
   (``reference._standard_normal`` each), against ``reference._standard_normals`` (one compiled
   call and one Box-Muller for all); the values are checked equal to the bit first.
 
-Each pair is timed in turns, a block at a time, in a fresh seeded order every round; the ratio
+The variants take turns, a block each, in a fresh seeded order every round (the Philox
+into fresh arrays once, serving both pairs it is in); the ratio
 (old over new) is paired round by round: the geometric mean with its 95% Student-t interval.
 Run: ``python -m benchmarks.data_path``; writes ``reports/benchmarks/data_path-<vendor>.{json,md}``.
 """
@@ -35,17 +36,24 @@ from benchmarks.loops import BATCH, SIZES, fashion_mnist_study, paired_ratio, pe
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 64  # a block of the lookahead (vaebench.lookahead.LOOKAHEAD_STEPS)
-PAIRS = {  # name: (what the old variant is, what the new one is)
-    "binarize": ("numpy PCG64 bytes (bernoulli_grey)", "Philox-4x32 bytes (philox_bernoulli_grey)"),
-    "fresh memory": ("Philox, into fresh arrays", "Philox, into buffers kept from block to block"),
-    "eps": ("seed by seed (_standard_normal each)", "together (_standard_normals)"),
+VARIANTS = {  # each way of drawing a block that is timed, once per round
+    "pcg64": "numpy PCG64 bytes (bernoulli_grey), into fresh arrays",
+    "philox": "Philox-4x32 bytes (philox_bernoulli_grey), into fresh arrays",
+    "philox kept": "Philox-4x32 bytes, into buffers kept from block to block",
+    "eps alone": "eps seed by seed (_standard_normal each)",
+    "eps together": "eps together (_standard_normals)",
+}
+PAIRS = {  # part: (the variant it replaced, the variant now); "philox" serves two pairs
+    "binarize": ("pcg64", "philox"),
+    "fresh memory": ("philox", "philox kept"),
+    "eps": ("eps alone", "eps together"),
 }
 
 
 def _block_variants(grey: list[np.ndarray], seeds: list[int], kept: list[np.ndarray]
                     ) -> dict[str, Callable[[], None]]:
-    """Each variant, drawing one block: the old and new of each pair. ``kept``: the buffers
-    kept from block to block, one per step."""
+    """Each variant of ``VARIANTS``, drawing one block. ``kept``: the buffers kept from block
+    to block, one per step."""
     from kernels import reference
     from vaebench.data import preprocess
 
@@ -55,17 +63,15 @@ def _block_variants(grey: list[np.ndarray], seeds: list[int], kept: list[np.ndar
         if not torch.equal(eps, reference._standard_normal(s, shape, cpu, torch.float32, 0)):
             raise AssertionError(f"eps of seed {s} drawn together differs from its own draw")
     return {
-        "binarize old": lambda: [preprocess.bernoulli_grey(g, 256, np.random.default_rng(s))
-                                 for g, s in zip(grey, seeds, strict=True)],
-        "binarize new": lambda: [preprocess.philox_bernoulli_grey(g, 256, s)
-                                 for g, s in zip(grey, seeds, strict=True)],
-        "fresh memory old": lambda: [preprocess.philox_bernoulli_grey(g, 256, s)
-                                     for g, s in zip(grey, seeds, strict=True)],
-        "fresh memory new": lambda: [preprocess.philox_bernoulli_grey(g, 256, s, out=o)
-                                     for g, s, o in zip(grey, seeds, kept, strict=True)],
-        "eps old": lambda: [reference._standard_normal(s, shape, cpu, torch.float32, 0)
-                            for s in seeds],
-        "eps new": lambda: reference._standard_normals(seeds, shape, cpu, torch.float32, 0),
+        "pcg64": lambda: [preprocess.bernoulli_grey(g, 256, np.random.default_rng(s))
+                          for g, s in zip(grey, seeds, strict=True)],
+        "philox": lambda: [preprocess.philox_bernoulli_grey(g, 256, s)
+                           for g, s in zip(grey, seeds, strict=True)],
+        "philox kept": lambda: [preprocess.philox_bernoulli_grey(g, 256, s, out=o)
+                                for g, s, o in zip(grey, seeds, kept, strict=True)],
+        "eps alone": lambda: [reference._standard_normal(s, shape, cpu, torch.float32, 0)
+                              for s in seeds],
+        "eps together": lambda: reference._standard_normals(seeds, shape, cpu, torch.float32, 0),
     }
 
 
@@ -95,8 +101,8 @@ def main(rounds: int = 200, seed: int = 0, out: Path = ROOT / "reports" / "bench
               "block_seconds": times,
               "median_us_per_step": {k: 1e6 * float(np.median(v)) / STEPS
                                      for k, v in times.items()},
-              "old_over_new": {p: paired_ratio(times[f"{p} old"], times[f"{p} new"])
-                               for p in PAIRS}}
+              "old_over_new": {p: paired_ratio(times[old], times[new])
+                               for p, (old, new) in PAIRS.items()}}
     name = per_cpu("data_path")
     atomic_write_json(out / f"{name}.json", result)
     atomic_write_text(out / f"{name}.md", render(result))
@@ -105,7 +111,7 @@ def main(rounds: int = 200, seed: int = 0, out: Path = ROOT / "reports" / "bench
 
 def render(result: dict) -> str:
     med = result["median_us_per_step"]
-    rows = [f"| {p} | {old} | {med[f'{p} old']:.1f} | {new} | {med[f'{p} new']:.1f} | "
+    rows = [f"| {p} | {VARIANTS[old]} | {med[old]:.1f} | {VARIANTS[new]} | {med[new]:.1f} | "
             f"{iv['ratio']:.2f} [{iv['low']:.2f}, {iv['high']:.2f}] |"
             for p, (old, new) in PAIRS.items() for iv in [result["old_over_new"][p]]]
     return "\n".join([

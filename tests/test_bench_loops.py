@@ -235,7 +235,7 @@ def test_data_path_pairs_draw_what_the_trainer_draws():
     trainer's (the benchmark checks them against each seed's own draw)."""
     import numpy as np
 
-    from benchmarks.data_path import PAIRS, _block_variants
+    from benchmarks.data_path import PAIRS, VARIANTS, _block_variants
     from vaebench.data import preprocess
 
     rng = np.random.default_rng(0)
@@ -243,12 +243,12 @@ def test_data_path_pairs_draw_what_the_trainer_draws():
     seeds = [11, 12, 13]
     kept = [np.zeros((BATCH, 784), np.float32) for _ in grey]
     variants = _block_variants(grey, seeds, kept)
-    assert set(variants) == {f"{p} {age}" for p in PAIRS for age in ("old", "new")}
-    fresh = variants["fresh memory old"]()
-    variants["fresh memory new"]()
+    assert set(variants) == set(VARIANTS) == {v for pair in PAIRS.values() for v in pair}
+    fresh = variants["philox"]()
+    variants["philox kept"]()
     for f, k, g, s in zip(fresh, kept, grey, seeds, strict=True):
         assert np.array_equal(f, k) and np.array_equal(k, preprocess.philox_bernoulli_grey(g, 256, s))
-    for b, g in zip(variants["binarize old"](), grey, strict=True):
+    for b, g in zip(variants["pcg64"](), grey, strict=True):
         assert b.shape == g.shape and set(np.unique(b)) <= {0.0, 1.0}
         assert (b[g == 0] == 0).all() and (b[g == 255] == 1).all()
-    assert len(variants["eps new"]()) == len(seeds)
+    assert len(variants["eps together"]()) == len(seeds)

@@ -222,7 +222,7 @@ def test_seeds_drawn_together_are_each_drawn_alone(shape, dtype):
     seeds = [kernels.step_seed(3, t) for t in range(37)]
     together = reference._standard_normals(seeds, shape, torch.device("cpu"), dtype, 11)
     assert len(together) == len(seeds)
-    for s, eps in zip(seeds, together):
+    for s, eps in zip(seeds, together, strict=True):
         alone = reference._standard_normal(s, shape, "cpu", dtype, 11)
         assert eps.dtype == dtype and eps.shape == alone.shape and torch.equal(eps, alone)
 

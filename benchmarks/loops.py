@@ -202,17 +202,19 @@ def vaebench_elbo(model, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     return elbo(model.log_px(x, z), reference.gaussian_kl(mu, logvar))
 
 
-def run_vaebench_compiled(spec, bundle, epochs: int, seed: int, compiled: bool = True
-                          ) -> tuple[list[float], nn.Module]:
+def run_vaebench_compiled(spec, bundle, epochs: int, seed: int, compiled: bool = True,
+                          by_hand: bool = False) -> tuple[list[float], nn.Module]:
     """Seconds per epoch of vaebench's training steps, as ``vaebench.train.train`` runs them
     for ``spec`` (its model and Adam, batches by index from a seeded permutation, the exact
     dynamic binarization and the eps of the trainer's seed streams, the finiteness check of
     each loss) with ``vaebench_elbo`` under ``torch.compile`` (``compiled``) and aten's
     GEMMs (oneDNN's custom autograd function does not trace). No validation, checkpoint or
     stats: compare it with vaebench's training steps alone. Its first epoch compiles, or loads
-    inductor's cache."""
+    inductor's cache. ``by_hand`` (eager only): the loss and gradients of
+    ``vaebench.fused_step.elbo_step`` instead of autograd's, from the same eps."""
     import kernels
     from kernels import reference
+    from vaebench.fused_step import elbo_step
     from vaebench.inputs import (
         TRAIN_EPS_STREAM,
         TRAIN_INPUT_STREAM,
@@ -223,6 +225,8 @@ def run_vaebench_compiled(spec, bundle, epochs: int, seed: int, compiled: bool =
     from vaebench.nets.linear import set_gemm
     from vaebench.train import data_info
 
+    if compiled and by_hand:
+        raise ValueError("by_hand is the eager step written out; it has no compiled form")
     cfg = spec.train
     torch.manual_seed(seed)
     set_gemm("aten")
@@ -244,13 +248,16 @@ def run_vaebench_compiled(spec, bundle, epochs: int, seed: int, compiled: bool =
             xb = model_inputs(x_train.index_select(0, perm[b * bs:(b + 1) * bs]), bundle.kind,
                               bundle.levels, model.likelihood,
                               kernels.step_seed(seed, step, TRAIN_INPUT_STREAM), check=False)
-            eps = reference.standard_normal(kernels.step_seed(seed, step, TRAIN_EPS_STREAM),
-                                            (1, bs, cfg.latent_dim))[0]
-            loss = step_loss(xb, eps)
+            eps_seed = kernels.step_seed(seed, step, TRAIN_EPS_STREAM)
+            opt.zero_grad(set_to_none=True)
+            if by_hand:  # draws the same eps from its seed, and sets every .grad
+                loss = -elbo_step(model, xb, None, eps_seed)[0].mean()
+            else:
+                loss = step_loss(xb, reference.standard_normal(eps_seed, (1, bs, cfg.latent_dim))[0])
             if not math.isfinite(loss.item()):
                 raise RuntimeError(f"loss is {loss.item()} at step {step}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if not by_hand:
+                loss.backward()
             opt.step()
             step += 1
         seconds.append(time.perf_counter() - t0)

@@ -15,6 +15,9 @@ step apart. Each variant is vaebench's step with one part swapped for the minima
   (``loops.vaebench_elbo``, which keeps no stats);
 - ``bare``: inputs gathered from one binarization in memory, eps from ``torch.randn``, no stats:
   vaebench's model and Adam alone, fed as the minimal loop is;
+- ``backward by hand``: the trainer's step with ``vaebench.fused_step.elbo_step`` in place of
+  the objective and autograd's backward (the same inputs, eps, stats and Adam), in vaebench's
+  GEMM library and in aten's;
 
 and ``minimal``, the minimal loop's step (``benchmarks.loops.PlainVAE``, aten GEMMs). A
 shared machine's speed drifts within seconds, so the variants take turns, a block of steps
@@ -48,7 +51,11 @@ VARIANTS = {
     "no stats": "the trainer step keeping no statistics",
     "torch.randn": "the trainer step with eps from torch.randn (and no stats)",
     "bare": "vaebench's model and Adam alone: pre-binarized inputs, torch.randn, no stats",
+    "backward by hand": "the trainer step, its backward pass written out "
+                        "(`vaebench.fused_step`)",
+    "backward by hand, aten": "the same with `study.gemm: aten`",
 }
+ATEN = ("minimal", "trainer, aten", "backward by hand, aten")  # the variants run in aten
 
 
 def _vaebench_step(spec, bundle, variant: str, x_bin: torch.Tensor, seed: int
@@ -57,6 +64,7 @@ def _vaebench_step(spec, bundle, variant: str, x_bin: torch.Tensor, seed: int
     ``seed``: its seed streams, one per variant, so that no variant's eps is drawn in
     another's block."""
     from benchmarks.loops import vaebench_elbo
+    from vaebench.fused_step import elbo_step
     from vaebench.inputs import seeded_generator
     from vaebench.lookahead import LOOKAHEAD_STEPS, Lookahead
     from vaebench.models import build_model
@@ -91,14 +99,18 @@ def _vaebench_step(spec, bundle, variant: str, x_bin: torch.Tensor, seed: int
     def step() -> None:
         opt.zero_grad(set_to_none=True)
         xb, _, eps_seed = next_batch()
+        by_hand = variant.startswith("backward by hand")
         if variant in ("bare", "torch.randn"):
             obj, stats = vaebench_elbo(model, xb, torch.randn(len(xb), cfg.latent_dim)), {}
+        elif by_hand:
+            obj, stats = elbo_step(model, xb, None, eps_seed)
         else:
             obj, stats = model.objective(xb, None, eps_seed)
         loss = -obj.mean()
         if not math.isfinite(loss.item()):
             raise RuntimeError(f"loss is {loss.item()} at step {state['step']}")
-        loss.backward()
+        if not by_hand:  # elbo_step has set every .grad
+            loss.backward()
         if stats and variant != "no stats":  # kept for the epoch's end, as by the trainer
             state["stats"].append({k: v.detach() for k, v in stats.items()})
         opt.step()
@@ -147,7 +159,7 @@ def main(rounds: int = 100, block: int = 43, group: int = 10, warm: int = 20, se
                             / (bundle.levels - 1))
     from vaebench.nets.linear import resolve_gemm, set_gemm
 
-    gemms = {k: "aten" if k in ("minimal", "trainer, aten") else spec.study.gemm
+    gemms = {k: "aten" if k in ATEN else spec.study.gemm
              for k in VARIANTS}
     runs = {k: (_minimal_step(bundle, seed) if k == "minimal" else
                 _vaebench_step(spec, bundle, k, x_bin, seed + i))

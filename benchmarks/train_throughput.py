@@ -14,7 +14,8 @@ by repeat so that drift in a shared machine's speed falls on all of them alike:
   the same loop with model and loss under ``torch.compile`` (does compiling the step pay?);
 - vaebench's own step in a bare loop (``benchmarks.loops.run_vaebench_compiled``), eager and
   with model and objective under ``torch.compile``: would compiling the trainer's step pay,
-  warm-up included?
+  warm-up included? And eager with its backward pass written out (``vaebench.fused_step``):
+  does leaving autograd out pay, and how near does it come to the GEMM floor?
 - the GEMM floor: the step's GEMMs alone, an epoch's worth, in each library;
 - pytorch/examples' loop: a per-item ``Dataset`` (uint8 image -> PIL -> float tensor,
   binarized per item) behind ``DataLoader(shuffle=True)``.
@@ -275,8 +276,9 @@ def main(epochs: int = 3, repeats: int = 6, seed: int = 0,
         seconds[name].append(s)
         elbos[name] = minimal_elbo(model, x_test, seed)
 
-    def vaebench_loop(name: str, compiled: bool) -> None:
-        s, model = run_vaebench_compiled(specs["vaebench"], bundle, epochs, seed, compiled)
+    def vaebench_loop(name: str, compiled: bool, by_hand: bool = False) -> None:
+        s, model = run_vaebench_compiled(specs["vaebench"], bundle, epochs, seed, compiled,
+                                         by_hand)
         seconds[name].append(s)
         with torch.no_grad():
             elbos[name] = float(model.objective(x_test, None, seed + 1)[1]["elbo"].mean())
@@ -300,6 +302,7 @@ def main(epochs: int = 3, repeats: int = 6, seed: int = 0,
             "minimal compiled": lambda: minimal("minimal compiled", compiled=True),
             "vaebench loop eager": lambda: vaebench_loop("vaebench loop eager", False),
             "vaebench loop compiled": lambda: vaebench_loop("vaebench loop compiled", True),
+            "vaebench loop by hand": lambda: vaebench_loop("vaebench loop by hand", False, True),
             "vaebench paired": lambda: vaebench_paired("vaebench paired"),
             "dataloader": dataloader,
             **{f"gemm floor {lib}": lambda lib=lib: gemm_floor(lib) for lib in libs}}

@@ -175,7 +175,7 @@ class DrawsAhead:
         """Draw the eps of ``seeds[first:]`` for these arguments (those not drawn yet)."""
         rest = (tuple(shape), torch.device(device), dtype, offset)
         seeds = [s for s in dict.fromkeys(self.seeds[first:]) if (s, *rest) not in self.done]
-        for s, eps in zip(seeds, _standard_normals(seeds, *rest)):
+        for s, eps in zip(seeds, _standard_normals(seeds, *rest), strict=True):
             self.drawn[(s, *rest)] = eps
             self.done.add((s, *rest))
 
@@ -247,7 +247,7 @@ def _standard_normals(seeds: Sequence[int], shape: tuple[int, ...], device: torc
         return [_standard_normal(s, shape, device, dtype, offset) for s in seeds]
     from kernels.philox_cpu import philox_uniforms
 
-    keys = list(zip(*(philox_key(s) for s in seeds)))
+    keys = list(zip(*(philox_key(s) for s in seeds), strict=True))
     eps = box_muller(*philox_uniforms(offset, numel, *keys)).to(dtype)
     return [row.view(shape) for row in eps]
 

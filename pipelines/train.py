@@ -116,7 +116,7 @@ def main(model: str, dataset: str,
         "steps": state.step, "train_seconds": state.seconds, "backend": backend, "gemm": gemm,
         "history": state.history, "train_config": spec.train.model_dump(),
         "defaults_used": spec.defaults, "resumed_from_epoch": state.resumed_from,
-        "processes": shards.world,
+        "processes": shards.world, "gradients": state.gradients,
         "early_stopping": state.early_stopping,
         "stage_seconds": time.time() - started, "machine": machine_info(ROOT, gemm)})
     tracker.log_metrics({"train_seconds": state.seconds})

@@ -195,6 +195,25 @@ def test_both_epoch_paired_runs_are_judged_epoch_by_epoch():
     assert r["minimal paired other"] == paired(beside_other, minimal)
 
 
+def test_the_step_by_hand_is_judged_against_its_autograd_loop_run_by_run():
+    """The bare loop with the backward pass written out is paired with the same loop under
+    autograd, repeat by repeat, and its verdict there reads faster or slower."""
+    from benchmarks.loops import interval_verdict
+    from benchmarks.train_report import BY_HAND_VERDICT, _ratio_cell, paired, ratios
+
+    hand, eager = [[9.0, 2.0, 2.1], [9.0, 1.9, 2.0]], [[9.0, 2.4, 2.5], [9.0, 2.3, 2.2]]
+    minimal = [[1.0, 2.0, 2.2], [1.0, 2.4, 2.5]]
+    seconds = {"vaebench loop by hand": hand, "vaebench loop eager": eager, "minimal": minimal,
+               "gemm floor aten": minimal}
+    r = ratios({"epoch_seconds": seconds, "gemm": {"vaebench": "aten"}, "gemm_other": "aten"})
+    iv = r["by_hand_over_autograd"]["vaebench loop by hand"]
+    assert iv == paired(hand, eager) and iv["ratio"] < 1
+    assert r["over_minimal"]["vaebench loop by hand"] == paired(hand, minimal)
+    fast = {**iv, "low": 0.8, "high": 0.9}  # a whole interval below 1
+    assert interval_verdict(fast, 1.0) == "met"
+    assert _ratio_cell(fast, 1.0, BY_HAND_VERDICT).endswith("(faster)")
+
+
 def test_epoch_added_seconds_is_the_mean_pair_difference_with_scipys_interval():
     import math
 

@@ -14,7 +14,7 @@ from vaebench import data
 from vaebench.cells import Cell, run_spec
 from vaebench.config import parse_params
 from vaebench.tracking import NullTracker
-from vaebench.train import TrainingDiverged, load_trained, train
+from vaebench.train import BY_HAND, TrainingDiverged, load_trained, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,16 +62,41 @@ def test_drawing_ahead_trains_what_a_step_by_step_loop_trains(digits, tmp_path, 
     cross each other's ends, 64 hold an epoch); its
     weights after two epochs are, to the bit, those of the training benchmark's bare loop,
     which binarizes and draws eps step by step from the same seed streams
-    (``benchmarks.loops.run_vaebench_compiled``, eager)."""
+    (``benchmarks.loops.run_vaebench_compiled``, eager, its backward pass written out as the
+    trainer's is for the VAE)."""
     from benchmarks.loops import run_vaebench_compiled
 
     spec = spec_for(epochs=2, gemm="aten")
-    model, _ = train(spec, digits, tmp_path / "ahead", NullTracker(), "fp", progress=False,
-                     lookahead=lookahead)
-    _, step_by_step = run_vaebench_compiled(spec, digits, 2, spec.seed, compiled=False)
+    model, state = train(spec, digits, tmp_path / "ahead", NullTracker(), "fp", progress=False,
+                         lookahead=lookahead)
+    assert state.gradients == BY_HAND
+    _, step_by_step = run_vaebench_compiled(spec, digits, 2, spec.seed, compiled=False,
+                                            by_hand=True)
     assert len(digits.x_train) // spec.train.batch_size % lookahead  # blocks end mid-epoch
     for name, value in step_by_step.state_dict().items():
         assert torch.equal(model.state_dict()[name], value), name
+
+
+def test_the_backward_pass_by_hand_trains_what_autograd_trains(digits, tmp_path, monkeypatch):
+    """The trainer steps on ``vaebench.fused_step`` for the models it covers and on autograd
+    for the others (IWAE here, and every model once ``unsupported`` says so); for the VAE the
+    two train to the same weights, up to float32 round-off, over three epochs (aten)."""
+    from vaebench import fused_step
+
+    spec = spec_for(epochs=3, gemm="aten")
+    hand, by_hand = train(spec, digits, tmp_path / "hand", NullTracker(), "fp", progress=False)
+    monkeypatch.setattr(fused_step, "unsupported", lambda model: "switched off")
+    auto, by_autograd = train(spec, digits, tmp_path / "auto", NullTracker(), "fp",
+                              progress=False)
+    assert (by_hand.gradients, by_autograd.gradients) == (BY_HAND, "autograd")
+    for name, w in auto.state_dict().items():
+        torch.testing.assert_close(hand.state_dict()[name], w, rtol=1e-3, atol=1e-4, msg=name)
+    for a, b in zip(by_hand.history, by_autograd.history, strict=True):
+        assert a["val_elbo"] == pytest.approx(b["val_elbo"], rel=1e-4)
+    monkeypatch.undo()
+    _, iwae = train(spec_for("iwae", epochs=1), digits, tmp_path / "iwae", NullTracker(), "fp",
+                    progress=False)
+    assert iwae.gradients == "autograd"
 
 
 def test_crash_then_resume_matches_uninterrupted(digits, tmp_path, gemm):

@@ -1,5 +1,9 @@
 """The train stage's logic: Adam on minibatches drawn by index from in-memory tensors.
 
+A model the hand-written backward pass covers (``vaebench.fused_step``: the beta-ELBO of an
+MLP VAE, beta-VAE or CVAE with a Bernoulli decoder) trains on it in one process; every other
+model, and every run under torchrun, on autograd. ``TrainState.gradients`` says which.
+
 Checkpoints are written atomically every epoch. Only an interrupted run resumes: a checkpoint
 is picked up when its fingerprint (the hash of the parameters, seed, data, backend, GEMM
 library and the source of every file the stage imports) matches and it has epochs left to
@@ -21,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 import kernels
-from vaebench import parallel
+from vaebench import fused_step, parallel
 from vaebench.inputs import (
     VAL_INPUT_STREAM,
     VAL_SEED_STREAM,
@@ -46,6 +50,7 @@ CPU = torch.device("cpu")
 
 
 MIDPOINT_FILE = "midpoint.pt"  # the model half-way through training
+BY_HAND = "by hand (vaebench.fused_step)"
 
 
 def midpoint_epoch(epochs: int) -> int:
@@ -66,6 +71,7 @@ class TrainState:
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int = 0  # the epoch an interrupted run resumed from (0: trained from scratch)
     early_stopping: dict | None = None  # best epoch, its val ELBO, where it stopped
+    gradients: str = "autograd"  # or BY_HAND: how the steps' gradients were computed
 
 
 def data_info(bundle) -> DataInfo:
@@ -131,6 +137,11 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
     bs = min(cfg.batch_size, n)
     shards.check(bs, "train")
     step_objective = parallel.objective(model, shards)
+    # the backward pass written out, where it covers the model, in one process with one shard
+    # per step: it sets each .grad, where DDP's backward all-reduces them and a step's shards
+    # in one process accumulate them through autograd
+    by_hand = (not shards.distributed and len(shards.ranks) == 1
+               and fused_step.unsupported(model) is None)
     batches = Lookahead(x_train, y_train, bs, bundle.kind, bundle.levels, model.likelihood, seed,
                         shards, lookahead)
     steps_per_epoch = batches.steps_per_epoch(n)
@@ -138,7 +149,7 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
              if cfg.lr_schedule == "cosine" else None)
     gen = seeded_generator(seed)
-    state = TrainState()
+    state = TrainState(gradients=BY_HAND if by_hand else "autograd")
     stopper = (EarlyStopping(cfg.early_stopping.patience, cfg.kl_warmup_epochs)
                if cfg.early_stopping else None)
     if stopper is not None and shards.world > 1:  # only rank 0 validates, so only it could stop
@@ -155,7 +166,8 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
         if sched is not None:
             sched.load_state_dict(ckpt["scheduler"])
         gen.set_state(ckpt["generator"])
-        state = TrainState(**{**ckpt["state"], "resumed_from": ckpt["state"]["epoch"]})
+        state = TrainState(**{**ckpt["state"], "resumed_from": ckpt["state"]["epoch"],
+                              "gradients": state.gradients})
         if stopper is not None:
             stopper, best_model = EarlyStopping(**state.early_stopping), ckpt["best_model"]
     model.train()
@@ -172,7 +184,8 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
         for shard_batches in batches.epoch(perm, state.step):
             opt.zero_grad(set_to_none=True)
             for xb, yb, eps_seed in shard_batches:  # one per process under torchrun
-                obj, stats = step_objective(xb, yb, eps_seed)
+                obj, stats = (fused_step.elbo_step(model, xb, yb, eps_seed) if by_hand else
+                              step_objective(xb, yb, eps_seed))
                 loss = -obj.mean()
                 if not math.isfinite(loss.item()):
                     raise TrainingDiverged(
@@ -180,7 +193,8 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
                         f"{state.step}; the last good checkpoint (epoch {state.epoch}) is kept")
                 if len(shards.ranks) > 1:
                     loss = loss / len(shards.ranks)  # the gradient of the global batch's mean
-                loss.backward()
+                if not by_hand:  # elbo_step has set every .grad
+                    loss.backward()
                 step_stats.append({k: v.detach() for k, v in stats.items()})
             if cfg.grad_normalization == "unit_norm":  # after DDP's all-reduce: the global one
                 normalize_gradients_(model.parameters())

@@ -65,4 +65,8 @@ BUGS = (
         "out[ss, ps] = (h * xw[ps]).sum(-1) + xb[ps] - _softplus_rowsum(last(h), compiled)",
         "out[ss, ps] = (h * xw[ps]).sum(-1) - _softplus_rowsum(last(h), compiled)",
         ("is_weights_match_plain_path",)),
+    Bug("fused_backward", "vaebench/fused_step.py",
+        "half_sigma = torch.exp(0.5 * logvar).mul_(0.5)",
+        "half_sigma = torch.exp(0.5 * logvar)",
+        ("objective_gradient_matches_reference",)),
 )

@@ -97,11 +97,38 @@ def test_gradient_check_is_not_fooled_by_a_relu_kink_under_float32_rounding():
 
 
 def test_reference_catches_beta_on_the_wrong_term(monkeypatch):
+    """In the objective the model reports, the value check sees it. The beta-VAE trains on
+    the backward pass written out (``vaebench.fused_step``), which restates the derivative
+    rather than differentiating ``objectives.elbo``, so its gradient stays right; trained on
+    autograd, the gradient check sees the bug too."""
+    from vaebench import fused_step
+
     model, x, y = small_model("beta_vae")
     monkeypatch.setattr(objectives, "elbo", lambda log_px_z, kl, beta=1.0: beta * log_px_z - kl)
     values = reference.objective_and_gradients(model, x, y, seed=1, dataset_size=500)
+    assert verdicts(model_checks.objective_matches_reference(
+        "r", "beta_vae", *values, by_hand=True)) == [False, True]
+    monkeypatch.setattr(fused_step, "unsupported", lambda model: "autograd")
+    values = reference.objective_and_gradients(model, x, y, seed=1, dataset_size=500)
     assert verdicts(model_checks.objective_matches_reference("r", "beta_vae", *values)) == [
         False, False]
+
+
+def test_reference_catches_a_wrong_hand_written_gradient(monkeypatch):
+    """The gradient check compares the gradient the trainer steps on: a factor dropped from
+    the backward pass written out fails it, while the value stays right."""
+    from vaebench import fused_step
+
+    model, x, y = small_model("vae")
+    backward = fused_step._backward
+
+    def encoder_off(net, outs, g, input_grad):  # the encoder's pass (no input gradient) off
+        return backward(net, outs, g if input_grad else 1.01 * g, input_grad)
+
+    monkeypatch.setattr(fused_step, "_backward", encoder_off)
+    values = reference.objective_and_gradients(model, x, y, seed=1, dataset_size=500)
+    assert verdicts(model_checks.objective_matches_reference(
+        "r", "vae", *values, by_hand=True)) == [True, False]
 
 
 def test_reference_catches_undetached_iwae_weights(monkeypatch):

@@ -15,7 +15,8 @@ in 32 holds one.
 The units come from numpy's PCG64 (the fixed binarization: the caller draws the fresh bytes
 and fixes those positions, ``preprocess._bernoulli_255``) or from Philox-4x32-10 keyed by the
 step's seed (the dynamic one: ``philox_words``, and ``fix_philox_redraws`` for the fresh
-units), a pure function of (seed, pixel) that costs a fifth of numpy's generator.
+units), a pure function of (seed, pixel). ``benchmarks.data_path`` times the whole
+binarization against the one from numpy's bytes (``reports/benchmarks/data_path-<vendor>.md``).
 Compiled once per machine: numba caches the machine code beside this file (``__pycache__``,
 ignored by DVC and git).
 """

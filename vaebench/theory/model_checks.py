@@ -32,14 +32,16 @@ def _max_relative_difference(code: Tensor, ref: Tensor) -> float:
 
 
 def objective_matches_reference(run: str, model_name: str, code_value: Tensor,
-                                code_grad: Tensor, ref_value: Tensor, ref_grad: Tensor
-                                ) -> list[RawRecord]:
+                                code_grad: Tensor, ref_value: Tensor, ref_grad: Tensor,
+                                by_hand: bool = False) -> list[RawRecord]:
     """The training objective's value and gradient on one training batch, from the model's own
     code, against ``theory.reference`` (torch.distributions, float64), with the same eps.
 
     The value check holds per point to ``VALUE_RTOL`` * max(1, |value|); the gradient check
     bounds the relative L2 error of the gradient of the batch mean by ``GRAD_RTOL``. Both are
     deterministic: the draws are shared, so only floating point separates them.
+    ``by_hand``: the code's gradient is the backward pass written out (``vaebench.fused_step``),
+    which does not differentiate the code's KL or beta-ELBO but restates their derivatives.
     """
     v = as_float64("code_value", code_value)
     r = as_float64("ref_value", ref_value)
@@ -53,8 +55,9 @@ def objective_matches_reference(run: str, model_name: str, code_value: Tensor,
         catches_value += ["is_estimator"]
     if model_name == "betatc":
         catches_value += ["tc_constants"]
-    catches_grad = ["kl_formula", "reparam_scale", "beta_term"] + (
-        ["iwae_detach"] if model_name == "iwae" else [])
+    catches_grad = (["reparam_scale", "fused_backward"] if by_hand else
+                    ["kl_formula", "reparam_scale", "beta_term"]
+                    + (["iwae_detach"] if model_name == "iwae" else []))
     return [
         _model(name="objective_matches_reference", run=run, kind="exact", empirical=float(rel),
                theoretical=0.0, tolerance=VALUE_RTOL, catches=catches_value,
@@ -64,7 +67,10 @@ def objective_matches_reference(run: str, model_name: str, code_value: Tensor,
         _model(name="objective_gradient_matches_reference", run=run, kind="exact",
                empirical=grad_err, theoretical=0.0, tolerance=GRAD_RTOL, catches=catches_grad,
                detail=("Relative L2 error of the training objective's gradient (all "
-                       "parameters, batch mean) against the reference objective's autograd "
+                       "parameters, batch mean; "
+                       + ("the backward pass written out, vaebench.fused_step" if by_hand else
+                          "autograd of the model's objective")
+                       + ") against the reference objective's autograd "
                        "gradient, both on float64 copies of the model, so that a ReLU "
                        "pre-activation within float32 rounding of zero cannot put the two on "
                        "different branches; for IWAE this is the gradient of L_k itself, which "

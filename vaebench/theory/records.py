@@ -48,6 +48,8 @@ BUG_CLASSES = {
     "test_rebinarized": "a test set re-binarized at every evaluation",
     "is_fast_path": "the fast importance-sampling path's likelihood (a term of the rewritten "
                     "Bernoulli log-density dropped)",
+    "fused_backward": "the backward pass written out (a factor of the gradient through logvar "
+                      "dropped)",
 }
 
 

@@ -4,20 +4,21 @@ The training benchmark (``benchmarks.train_throughput``) times whole epochs; thi
 step apart. Each variant is vaebench's step with one part swapped for the minimal loop's:
 
 - ``trainer``: the trainer's own step (``vaebench.lookahead.Lookahead``: inputs and eps
-  drawn a block of ``LOOKAHEAD_STEPS`` ahead, before the block's first step; the model's
-  objective; fused Adam; the step's stats kept);
-- ``step by step``: the same, every input and eps drawn just before its step (the trainer
-  before the lookahead);
+  drawn a block of ``LOOKAHEAD_STEPS`` ahead, before the block's first step; the objective
+  and its gradient from the backward pass written out, ``vaebench.fused_step.elbo_step``, as
+  the trainer takes them for this VAE; fused Adam; the step's stats kept), in vaebench's GEMM
+  library and in aten's;
+- ``autograd``: the same step with the model's objective and autograd's backward (the
+  trainer's step before ``fused_step``), in both libraries;
+- ``step by step``: the trainer's step, every input and eps drawn just before its step (the
+  trainer before the lookahead);
 - ``pre-binarized``: inputs gathered from one binarization in memory, as the minimal loop's
   (Philox eps drawn a block ahead, stats kept);
 - ``no stats``: the trainer's step without keeping its statistics;
 - ``torch.randn``: the trainer's inputs, eps from ``torch.randn`` fed to the objective
-  (``loops.vaebench_elbo``, which keeps no stats);
-- ``bare``: inputs gathered from one binarization in memory, eps from ``torch.randn``, no stats:
-  vaebench's model and Adam alone, fed as the minimal loop is;
-- ``backward by hand``: the trainer's step with ``vaebench.fused_step.elbo_step`` in place of
-  the objective and autograd's backward (the same inputs, eps, stats and Adam), in vaebench's
-  GEMM library and in aten's;
+  (``loops.vaebench_elbo``, autograd, no stats);
+- ``bare``: inputs gathered from one binarization in memory, eps from ``torch.randn``, no stats,
+  autograd: vaebench's model and Adam alone, fed as the minimal loop is;
 
 and ``minimal``, the minimal loop's step (``benchmarks.loops.PlainVAE``, aten GEMMs). A
 shared machine's speed drifts within seconds, so the variants take turns, a block of steps
@@ -44,18 +45,20 @@ from benchmarks.loops import BATCH, SIZES, MinimalLoop, fashion_mnist_study, pai
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {
     "minimal": "the minimal loop's step (PlainVAE, pre-binarized, torch.randn, fused Adam; aten)",
-    "trainer": "vaebench's trainer step (inputs and eps drawn a block ahead)",
+    "trainer": ("vaebench's trainer step (inputs and eps drawn a block ahead, the backward pass "
+                "written out: `vaebench.fused_step`)"),
     "trainer, aten": "the trainer step with `study.gemm: aten`, the minimal loop's GEMMs",
-    "step by step": "the same, every input and eps drawn just before its step",
+    "autograd": "the trainer step on autograd (the model's objective and `backward()`)",
+    "autograd, aten": "the same with `study.gemm: aten`",
+    "step by step": "the trainer step, every input and eps drawn just before its step",
     "pre-binarized": "the trainer step on inputs binarized once in memory",
     "no stats": "the trainer step keeping no statistics",
-    "torch.randn": "the trainer step with eps from torch.randn (and no stats)",
-    "bare": "vaebench's model and Adam alone: pre-binarized inputs, torch.randn, no stats",
-    "backward by hand": "the trainer step, its backward pass written out "
-                        "(`vaebench.fused_step`)",
-    "backward by hand, aten": "the same with `study.gemm: aten`",
+    "torch.randn": "the autograd step with eps from torch.randn (and no stats)",
+    "bare": ("vaebench's model and Adam alone: pre-binarized inputs, torch.randn, no stats, "
+             "autograd"),
 }
-ATEN = ("minimal", "trainer, aten", "backward by hand, aten")  # the variants run in aten
+ATEN = ("minimal", "trainer, aten", "autograd, aten")  # the variants run in aten
+AUTOGRAD = ("autograd", "autograd, aten", "torch.randn", "bare")  # the others step by hand
 
 
 def _vaebench_step(spec, bundle, variant: str, x_bin: torch.Tensor, seed: int
@@ -99,7 +102,7 @@ def _vaebench_step(spec, bundle, variant: str, x_bin: torch.Tensor, seed: int
     def step() -> None:
         opt.zero_grad(set_to_none=True)
         xb, _, eps_seed = next_batch()
-        by_hand = variant.startswith("backward by hand")
+        by_hand = variant not in AUTOGRAD
         if variant in ("bare", "torch.randn"):
             obj, stats = vaebench_elbo(model, xb, torch.randn(len(xb), cfg.latent_dim)), {}
         elif by_hand:

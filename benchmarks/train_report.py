@@ -42,12 +42,14 @@ LABELS = {
     "minimal compiled": ("the minimal loop with model and loss under torch.compile (its first "
                          "epoch compiles, or loads inductor's cache)"),
     "vaebench loop eager": ("vaebench's training step in a bare loop (its model, exact "
-                            "binarization and Philox eps, fused Adam; aten), eager"),
+                            "binarization and Philox eps, fused Adam; aten), eager, on "
+                            "autograd"),
     "vaebench loop compiled": ("the same loop with model and objective under torch.compile "
                                "(eps drawn outside the graph; its first epoch compiles, or "
                                "loads inductor's cache)"),
-    "vaebench loop by hand": ("the same loop, eager, with the backward pass written out "
-                              "(`vaebench.fused_step`, no autograd)"),
+    "vaebench loop by hand": ("the same loop with the backward pass written out "
+                              "(`vaebench.fused_step`, no autograd), as the trainer steps for "
+                              "this VAE"),
     "gemm floor onednn": ("GEMM floor: the step's GEMMs alone in oneDNN (vaebench's Linear, "
                           "`study.gemm: onednn`)"),
     "gemm floor aten": "GEMM floor: the step's GEMMs alone in aten (nn.Linear's BLAS)",

@@ -2,12 +2,12 @@
 mean beta-ELBO for an MLP encoder and decoder, a Bernoulli decoder and the closed-form KL,
 computed without autograd.
 
-Why: profiled on two cores (``reports/benchmarks/train_throughput-amd.md``, AMD EPYC,
-2026-12-05), the autograd step of the 784-400-20 VAE spent 45% of its time in its eleven GEMMs
-and 14% in fused Adam; the rest went to elementwise kernels launched one per node of the graph
-and to autograd's and Python's bookkeeping. The derivative of this one objective is short
-enough to write by hand: the same GEMMs, in the library ``set_gemm`` chose, and a handful of
-elementwise ops. The CVAE's label enters both nets as a one-hot input, which needs no
+Why: on two CPU cores the autograd step of the 784-400-20 VAE spends a large share of its
+time outside its eleven GEMMs and fused Adam, in elementwise kernels launched one per node of
+the graph and in autograd's and Python's bookkeeping (the profile of
+``benchmarks.train_throughput`` splits an epoch so, for the trainer and the minimal loop). The
+derivative of this one objective is short enough to write by hand: the same GEMMs, in the
+library ``set_gemm`` chose, and a handful of elementwise ops. The CVAE's label enters both nets as a one-hot input, which needs no
 gradient.
 ``benchmarks.step_costs`` and ``benchmarks.train_throughput`` time it against the autograd step
 and the minimal loop (``reports/benchmarks/``, CPU named).

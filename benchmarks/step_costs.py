@@ -67,7 +67,7 @@ def _vaebench_step(spec, bundle, variant: str, x_bin: torch.Tensor, seed: int
     ``seed``: its seed streams, one per variant, so that no variant's eps is drawn in
     another's block."""
     from benchmarks.loops import vaebench_elbo
-    from vaebench.fused_step import elbo_step
+    from vaebench.fused_step import elbo_step_unchecked as elbo_step  # as the trainer steps
     from vaebench.inputs import seeded_generator
     from vaebench.lookahead import LOOKAHEAD_STEPS, Lookahead
     from vaebench.models import build_model

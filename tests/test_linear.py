@@ -177,3 +177,36 @@ def test_onednn_without_onednn_is_a_config_error(monkeypatch):
                                           r"torch build .*valid choices here: auto, aten"):
         parse_params(raw)
     assert lin.resolve_gemm("auto") == "aten"
+
+
+@needs_onednn
+@pytest.mark.parametrize("gemm", ["aten", "onednn"])
+@pytest.mark.parametrize("rows,n_in,n_out,dtype", [
+    (128, 784, 400, torch.float32),   # over the threshold
+    (128, 20, 400, torch.float32),    # under it
+    (128, 784, 400, torch.float64),   # gradcheck's dtype
+    (0, 784, 400, torch.float32),     # empty
+])
+def test_uses_onednn_is_the_route_linear_takes(monkeypatch, gemm, rows, n_in, n_out, dtype):
+    """``uses_onednn`` answers exactly where ``linear`` calls oneDNN (the one test that
+    ``vaebench.fused_step`` relies on to run its backward GEMMs where the forward ran)."""
+    calls = {"n": 0}
+    real = lin._x_wt
+
+    def counting(*args):
+        calls["n"] += 1
+        return real(*args)
+
+    previous = lin.current_gemm()
+    monkeypatch.setattr(lin, "_x_wt", counting)
+    try:
+        lin.set_gemm(gemm)
+        w = torch.randn(n_out, n_in, dtype=dtype)
+        x = torch.randn(rows, n_in, dtype=dtype)
+        lin.linear(x, w)
+        expected = (gemm == "onednn" and dtype == torch.float32 and rows > 0
+                    and rows * n_in * n_out >= lin.ONEDNN_MIN_MACS)
+        assert lin.uses_onednn(x, w) is expected
+        assert calls["n"] == int(expected)
+    finally:
+        lin.set_gemm(previous)

@@ -7,8 +7,8 @@ time outside its eleven GEMMs and fused Adam, in elementwise kernels launched on
 the graph and in autograd's and Python's bookkeeping (the profile of
 ``benchmarks.train_throughput`` splits an epoch so, for the trainer and the minimal loop). The
 derivative of this one objective is short enough to write by hand: the same GEMMs, in the
-library ``set_gemm`` chose, and a handful of elementwise ops. The CVAE's label enters both nets as a one-hot input, which needs no
-gradient.
+library ``set_gemm`` chose, and a handful of elementwise ops. The CVAE's label enters both
+nets as a one-hot input, which needs no gradient.
 ``benchmarks.step_costs`` and ``benchmarks.train_throughput`` time it against the autograd step
 and the minimal loop (``reports/benchmarks/``, CPU named).
 
@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from kernels import reference
 from vaebench import likelihoods
 from vaebench.models.base import GaussianLatentModel
-from vaebench.nets.linear import ONEDNN_MIN_MACS, Linear, _x_wt, current_gemm, linear
+from vaebench.nets.linear import Linear, _x_wt, linear, uses_onednn
 from vaebench.nets.mlp import MLPDecoder, MLPEncoder
 
 
@@ -74,14 +74,6 @@ def _forward(net: nn.Sequential, a: Tensor) -> list[Tensor]:
     return outs
 
 
-def _onednn(a: Tensor, weight: Tensor) -> bool:
-    """Whether ``linear`` ran this layer's forward in oneDNN (its own test, repeated), so that
-    its backward GEMMs run there too, as ``_OneDNNLinear.backward`` runs them."""
-    return (current_gemm() == "onednn" and a.device.type == "cpu" and a.dtype == torch.float32
-            and weight.dtype == torch.float32 and a.numel() > 0
-            and a.numel() * weight.shape[0] >= ONEDNN_MIN_MACS)
-
-
 def _backward(net: nn.Sequential, outs: list[Tensor], g: Tensor, input_grad: bool
               ) -> Tensor | None:
     """Write each parameter's .grad from g = dL/d(net's output); returns dL/d(net's input)
@@ -92,7 +84,7 @@ def _backward(net: nn.Sequential, outs: list[Tensor], g: Tensor, input_grad: boo
             g = torch.ops.aten.threshold_backward(g, outs[i + 1], 0)
             continue
         w, need_in = layer.weight, i > 0 or input_grad
-        if _onednn(a, w):
+        if uses_onednn(a, w):  # where the forward ran, as _OneDNNLinear.backward does
             layer.weight.grad = _x_wt(g.t(), a.t())
             g_in = _x_wt(g, w.t()) if need_in else None
         else:
@@ -103,17 +95,25 @@ def _backward(net: nn.Sequential, outs: list[Tensor], g: Tensor, input_grad: boo
     return g
 
 
-@torch.no_grad()
 def elbo_step(model: GaussianLatentModel, x: Tensor, y: Tensor | None, seed: int
               ) -> tuple[Tensor, dict[str, Tensor]]:
     """What ``model.objective(x, y, seed)`` returns (the per-point objective and its stats
     elbo, recon, kl) with every parameter's .grad set to the gradient of
     ``-objective.mean()``, as its ``backward()`` would set it. eps is drawn as the model draws
     it (``reference.standard_normal``; under the trainer's ``draws_ahead``, the eps drawn
-    ahead). Raises ValueError for a model ``unsupported`` names."""
+    ahead). Raises ValueError for a model ``unsupported`` names; the trainer, which asks once,
+    steps through ``elbo_step_unchecked``."""
     reason = unsupported(model)
     if reason is not None:
         raise ValueError(f"elbo_step cannot train this model: {reason}")
+    return elbo_step_unchecked(model, x, y, seed)
+
+
+@torch.no_grad()
+def elbo_step_unchecked(model: GaussianLatentModel, x: Tensor, y: Tensor | None, seed: int
+                        ) -> tuple[Tensor, dict[str, Tensor]]:
+    """``elbo_step`` for a model already found supported (``unsupported(model) is None``),
+    without asking again on every step."""
     c = model.condition(y)
     enc = _forward(model.encoder.net, x if c is None else torch.cat([x, c], dim=-1))
     mu, logvar = enc[-1].chunk(2, dim=-1)
@@ -125,8 +125,8 @@ def elbo_step(model: GaussianLatentModel, x: Tensor, y: Tensor | None, seed: int
     logits = dec[-1]
     recon = likelihoods.bernoulli_log_px(x, logits)
     w = model.beta * model.kl_weight
-    value = recon - kl if w == 1.0 else recon - w * kl
-    stats = {"elbo": recon - kl, "recon": recon, "kl": kl}
+    elbo = recon - kl
+    stats = {"elbo": elbo, "recon": recon, "kl": kl}
 
     scale = 1.0 / len(x)
     g = torch.sigmoid(logits).sub_(x).mul_(scale)  # dL/dl
@@ -135,4 +135,4 @@ def elbo_step(model: GaussianLatentModel, x: Tensor, y: Tensor | None, seed: int
     g_mu = torch.add(g_z, mu, alpha=w * scale)
     g_logvar = (g_z * eps).mul_(half_sigma).add_(torch.expm1(logvar), alpha=0.5 * w * scale)
     _backward(model.encoder.net, enc, torch.cat([g_mu, g_logvar], dim=-1), input_grad=False)
-    return value, stats
+    return (elbo if w == 1.0 else recon - w * kl), stats

@@ -184,7 +184,7 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
         for shard_batches in batches.epoch(perm, state.step):
             opt.zero_grad(set_to_none=True)
             for xb, yb, eps_seed in shard_batches:  # one per process under torchrun
-                obj, stats = (fused_step.elbo_step(model, xb, yb, eps_seed) if by_hand else
+                obj, stats = (fused_step.elbo_step_unchecked(model, xb, yb, eps_seed) if by_hand else
                               step_objective(xb, yb, eps_seed))
                 loss = -obj.mean()
                 if not math.isfinite(loss.item()):
@@ -193,7 +193,7 @@ def train(spec, bundle, out_dir: Path, tracker, fingerprint: str,
                         f"{state.step}; the last good checkpoint (epoch {state.epoch}) is kept")
                 if len(shards.ranks) > 1:
                     loss = loss / len(shards.ranks)  # the gradient of the global batch's mean
-                if not by_hand:  # elbo_step has set every .grad
+                if not by_hand:  # the step by hand has set every .grad
                     loss.backward()
                 step_stats.append({k: v.detach() for k, v in stats.items()})
             if cfg.grad_normalization == "unit_norm":  # after DDP's all-reduce: the global one

@@ -35,8 +35,10 @@ from torch.autograd.function import once_differentiable
 
 GEMMS = ("auto", "aten", "onednn")
 # Layers with fewer multiply-adds per call (rows x in x out) stay in aten under "onednn":
-# there oneDNN's per-call overhead outweighs its kernels (128x20x400: 18 us in MKL, 43 us in
-# oneDNN for the weight gradient). A function of the shapes alone, so the choice is repeatable.
+# there oneDNN's per-call overhead outweighs its kernels. `make bench-train` times every GEMM
+# of the 784-400-20 VAE's step in both libraries, those under this size included, and keeps
+# the table (reports/benchmarks/train_throughput-<vendor>.md, CPU named). A function of the
+# shapes alone, so the choice is repeatable.
 ONEDNN_MIN_MACS = 1 << 22
 _gemm = "aten"
 
@@ -107,11 +109,19 @@ class _OneDNNLinear(torch.autograd.Function):
         return gx, gw, gb
 
 
+def uses_onednn(x: Tensor, weight: Tensor) -> bool:
+    """Whether ``linear(x, weight)`` runs its GEMMs in oneDNN: under ``set_gemm("onednn")``,
+    for float32 CPU tensors of at least ``ONEDNN_MIN_MACS`` multiply-adds. The one test of
+    it, so that a backward pass written out elsewhere (``vaebench.fused_step``) runs its GEMMs
+    in the library the forward ran in."""
+    return (_gemm == "onednn" and x.device.type == "cpu" and x.dtype == torch.float32
+            and weight.dtype == torch.float32 and x.numel() > 0 and x.dim() >= 1
+            and x.numel() * weight.shape[0] >= ONEDNN_MIN_MACS)
+
+
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``F.linear(x, weight, bias)`` with the GEMMs in the library chosen by ``set_gemm``."""
-    if (_gemm != "onednn" or x.device.type != "cpu" or x.dtype != torch.float32
-            or weight.dtype != torch.float32 or x.numel() == 0 or x.dim() < 1
-            or x.numel() * weight.shape[0] < ONEDNN_MIN_MACS):
+    if not uses_onednn(x, weight):
         return F.linear(x, weight, bias)
     lead = x.shape[:-1]
     x2 = x.reshape(-1, x.shape[-1])

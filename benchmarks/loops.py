@@ -358,3 +358,20 @@ def gemm_probe_us(calls: int = 200) -> float:
         if i >= 20:
             times.append(time.perf_counter() - t0)
     return float(np.median(times)) * 1e6
+
+
+def copy_bandwidth_gbs(mib: int = 64, calls: int = 5) -> float:
+    """The machine's memory bandwidth right now: GB/s (read plus written) of the median of
+    ``calls`` copies of a ``mib`` MiB float32 tensor, twice the size of a 32 MiB last-level
+    cache. On a shared host another tenant's traffic lowers it; the training step's
+    memory-bound work (Adam over its state, the elementwise ops) slows with it, its GEMMs,
+    which work from the caches, far less."""
+    src = torch.ones(mib * 2**18)
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # first touch
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        times.append(time.perf_counter() - t0)
+    return 2 * src.numel() * 4 / float(np.median(times)) / 1e9

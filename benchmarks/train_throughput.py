@@ -46,6 +46,7 @@ from torch.utils.data import DataLoader, Dataset
 from benchmarks.loops import (
     MinimalLoop,
     PlainVAE,
+    copy_bandwidth_gbs,
     fashion_mnist_study,
     gemm_floor_epoch,
     gemm_flops_per_step,
@@ -56,7 +57,15 @@ from benchmarks.loops import (
     run_vaebench_compiled,
     shuffled,
 )
-from benchmarks.train_report import EPOCH_PAIRS, LABELS, TARGETS, ratios, render, steady
+from benchmarks.train_report import (
+    EPOCH_PAIRS,
+    FLOOR_PAIRS,
+    LABELS,
+    TARGETS,
+    ratios,
+    render,
+    steady,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 app = typer.Typer(add_completion=False)
@@ -164,30 +173,38 @@ def run_vaebench(spec, bundle, x_test: torch.Tensor, seed: int, tmp: Path
             float(stats["elbo"].mean()), current_gemm())
 
 
-def run_epoch_paired(spec, bundle, seed: int, tmp: Path) -> tuple[list[float], list[float]]:
-    """vaebench's trainer on ``spec`` with one epoch of the minimal loop after each of its
-    epochs (run from ``on_epoch``, after validation and checkpoint): the seconds of each whole
-    vaebench epoch and of the minimal epoch beside it. A shared machine's speed drifts within
-    a minute; two epochs side by side see the same speed, so their ratio, pooled over epochs,
-    carries the least of the drift (``train_report.epoch_paired``)."""
+def run_epoch_paired(spec, bundle, seed: int, tmp: Path, floor_lib: str
+                     ) -> tuple[list[float], list[float], list[float], list[float]]:
+    """vaebench's trainer on ``spec`` with, after each of its epochs (from ``on_epoch``, after
+    validation and checkpoint), one epoch of the minimal loop, one epoch of the GEMM floor in
+    ``floor_lib`` (the trainer's own library) and a copy-bandwidth probe: the seconds of each
+    whole vaebench epoch, of the minimal and floor epochs beside it, and the GB/s. A shared
+    machine's speed drifts within a minute; epochs side by side see the same speed, so their
+    ratio, pooled over epochs, carries the least of the drift (``train_report.epoch_paired``),
+    and the probe says what the memory was doing meanwhile (``train_report.by_bandwidth``)."""
     from vaebench.tracking import NullTracker
     from vaebench.train import train
 
     minimal = MinimalLoop(bundle.x_train, bundle.levels, seed)
+    n_steps = len(bundle.x_train) // 128
     mine: list[float] = []
     theirs: list[float] = []
+    floor: list[float] = []
+    gbs: list[float] = []
     start = [time.perf_counter()]
 
     def mark(state) -> None:
         mine.append(time.perf_counter() - start[0])
         theirs.append(minimal.epoch())
+        floor.append(gemm_floor_epoch(floor_lib, n_steps))
+        gbs.append(copy_bandwidth_gbs())
         start[0] = time.perf_counter()
 
     ckpt = tmp / "checkpoint.pt"
     if ckpt.exists():
         ckpt.unlink()
     train(spec, bundle, tmp, NullTracker(), "bench", progress=False, on_epoch=mark)
-    return mine, theirs
+    return mine, theirs, floor, gbs
 
 
 FRESH_PROCESS = """
@@ -271,6 +288,7 @@ def main(epochs: int = 3, repeats: int = 6, seed: int = 0,
     seconds: dict[str, list[list[float]]] = {k: [] for k in LABELS}
     elbos: dict[str, float] = {}
     gemms: dict[str, str] = {}
+    copy_gbs: dict[str, list[list[float]]] = {}  # beside each epoch-paired run's epochs
     def vaebench(name: str) -> None:
         steps, whole, elbos[name], gemms[name] = run_vaebench(specs[name], bundle, x_test,
                                                               seed, tmp)
@@ -291,9 +309,12 @@ def main(epochs: int = 3, repeats: int = 6, seed: int = 0,
             elbos[name] = float(model.objective(x_test, None, seed + 1)[1]["elbo"].mean())
 
     def vaebench_paired(name: str) -> None:
-        mine, theirs = run_epoch_paired(specs[name], bundle, seed, tmp)
+        lib = resolve_gemm(specs[name].study.gemm)
+        mine, theirs, floor, gbs = run_epoch_paired(specs[name], bundle, seed, tmp, lib)
         seconds[name].append(mine)
         seconds[EPOCH_PAIRS[name]].append(theirs)
+        seconds[FLOOR_PAIRS[name]].append(floor)
+        copy_gbs.setdefault(name, []).append(gbs)
 
     def dataloader() -> None:
         s, elbos["dataloader"] = run_baseline(bundle.x_train, x_test, epochs, seed)
@@ -340,17 +361,19 @@ def main(epochs: int = 3, repeats: int = 6, seed: int = 0,
         "steps_per_epoch": n_steps,
         "backend": specs["vaebench"].study.backend, "gemm": gemms, "gemm_other": other,
         "epoch_seconds": seconds, "steady_epoch_seconds": med, "test_elbo": elbos,
-        "gemm_floor_gflops": {k: gemm_flops_per_step() * n_steps / med[k] / 1e9
-                              for k in med if k.startswith("gemm floor")},
+        "gemm_floor_gflops": {f"gemm floor {lib}": gemm_flops_per_step() * n_steps
+                              / med[f"gemm floor {lib}"] / 1e9 for lib in libs},
         "targets": TARGETS, "breakdown_seconds": breakdown, "order": "shuffled",
         "load_average": [load_start, os.getloadavg()[0]],
         "gemm_microseconds": gemm_us,
+        "copy_gbs_paired": copy_gbs,
         "fresh_process_one_epoch_seconds": fresh,
         "study_epochs": {"vae-fashion-mnist": run_spec(load_params(ROOT / "params.yaml"), cell)
                          .train.total_epochs(len(bundle.x_train))},
     }
-    result.update(ratios(result))
     name = per_cpu("train_throughput")
+    atomic_write_json(out / f"{name}.json", result)  # the measurements first, then ratios
+    result.update(ratios(result))
     atomic_write_json(out / f"{name}.json", result)
     md = render(result, gemms.get("vaebench", "auto"), seed)
     atomic_write_text(out / f"{name}.md", md)

@@ -271,3 +271,29 @@ def test_data_path_pairs_draw_what_the_trainer_draws():
         assert b.shape == g.shape and set(np.unique(b)) <= {0.0, 1.0}
         assert (b[g == 0] == 0).all() and (b[g == 255] == 1).all()
     assert len(variants["eps together"]()) == len(seeds)
+
+
+def test_the_stretch_is_judged_against_the_floor_beside_it_and_split_by_bandwidth():
+    """With GEMM-floor epochs run beside the epoch-paired runs, the 1.8x stretch pairs each
+    vaebench epoch with the floor epoch beside it; ``by_bandwidth`` splits those pairs at the
+    median copy probe (each run's first pair left out), each half's ratio its own geometric
+    mean, checked here against pairs built by hand."""
+    import math
+
+    from benchmarks.train_report import by_bandwidth, epoch_paired, ratios
+
+    mine = [[9.0, 3.0, 2.0, 3.3], [8.0, 2.2, 3.6, 2.0]]
+    floor = [[1.0, 1.5, 1.25, 1.5], [1.0, 1.25, 1.5, 1.25]]
+    gbs = [[5.0, 9.0, 20.0, 8.0], [30.0, 21.0, 7.0, 19.0]]  # low, high, low; high, low, high
+    # high-bandwidth pairs: 2.0/1.25, 2.2/1.25, 2.0/1.25; low: 3.0/1.5, 3.3/1.5, 3.6/1.5
+    split = by_bandwidth(mine, floor, gbs)
+    assert split["high"]["n"] == 3 and split["low"]["n"] == 3
+    assert math.isclose(split["high"]["ratio"], (1.6 * 1.76 * 1.6) ** (1 / 3), rel_tol=1e-12)
+    assert math.isclose(split["low"]["ratio"], (2.0 * 2.2 * 2.4) ** (1 / 3), rel_tol=1e-12)
+    assert split["high"]["gbs"] == 20.0 and split["low"]["gbs"] == 8.0
+    seconds = {"vaebench paired": mine, "gemm floor paired": floor, "minimal paired": floor,
+               "minimal": floor, "gemm floor aten": floor, "gemm floor onednn": floor}
+    r = ratios({"epoch_seconds": seconds, "gemm": {"vaebench": "onednn"}, "gemm_other": "aten",
+                "copy_gbs_paired": {"vaebench paired": gbs}})
+    assert r["over_gemm_floor"]["vaebench paired"] == epoch_paired(mine, floor)
+    assert r["over_gemm_floor_by_bandwidth"]["vaebench paired"] == split

@@ -362,10 +362,10 @@ def gemm_probe_us(calls: int = 200) -> float:
 
 def copy_bandwidth_gbs(mib: int = 64, calls: int = 5) -> float:
     """The machine's memory bandwidth right now: GB/s (read plus written) of the median of
-    ``calls`` copies of a ``mib`` MiB float32 tensor, twice the size of a 32 MiB last-level
-    cache. On a shared host another tenant's traffic lowers it; the training step's
-    memory-bound work (Adam over its state, the elementwise ops) slows with it, its GEMMs,
-    which work from the caches, far less."""
+    ``calls`` copies of a ``mib`` MiB float32 tensor (by default twice the size of a 32 MiB
+    last-level cache). A shared host switches between states; this probe, measured apart from
+    the epochs it is set beside, tells them apart without using their times. Which state is
+    the slower one is read off the epochs, not assumed from the probe."""
     src = torch.ones(mib * 2**18)
     dst = torch.empty_like(src)
     dst.copy_(src)  # first touch

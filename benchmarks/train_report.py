@@ -230,16 +230,18 @@ def bandwidth_lines(result: dict, gemm: str) -> list[str]:
     for k, halves in split.items():
         lib = gemm if k == "vaebench paired" else result.get("gemm_other", "aten")
         parts = [f"at {name} bandwidth (median {h['gbs']:.1f} GB/s) {h['ratio']:.2f} "
-                 f"[{h['low']:.2f}, {h['high']:.2f}] ({h['n']} pairs; epoch {h['epoch_s']:.2f} "
-                 f"s, floor {h['floor_s']:.2f} s)" for name, h in halves.items()]
+                 f"[{h['low']:.2f}, {h['high']:.2f}] ({h['n']} pairs; median epoch "
+                 f"{h['epoch_s']:.2f} s, median floor {h['floor_s']:.2f} s, so "
+                 f"{h['epoch_s'] - h['floor_s']:.2f} s outside the GEMMs)"
+                 for name, h in halves.items()]
         lines.append(f"- vaebench with `{lib}`, its epoch over its GEMM floor's: "
                      + "; ".join(parts) + ".")
     if not lines:
         return []
-    return ["The stretch by the machine's memory bandwidth (a 64 MiB copy timed after each "
-            "pair of epochs, `loops.copy_bandwidth_gbs`; the pairs split at the median probe "
-            "of the run; each ratio as above, epoch by epoch, with its 95% interval):", "",
-            *lines, ""]
+    return ["The stretch in the shared machine's two states (told apart by a memory-bandwidth "
+            "probe, a 64 MiB copy timed after each pair of epochs, `loops.copy_bandwidth_gbs`; "
+            "the pairs split at the run's median probe; each ratio as above, epoch by epoch, "
+            "with its 95% interval; a description, not a judge):", "", *lines, ""]
 
 
 def render(result: dict, gemm: str, seed: int) -> str:

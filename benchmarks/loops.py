@@ -375,3 +375,25 @@ def copy_bandwidth_gbs(mib: int = 64, calls: int = 5) -> float:
         dst.copy_(src)
         times.append(time.perf_counter() - t0)
     return 2 * src.numel() * 4 / float(np.median(times)) / 1e9
+
+
+def adam_step_us(calls: int = 20) -> float:
+    """Median microseconds of one fused Adam step over parameters of the 784-400-20 VAE's
+    shapes (its weights, Adam's two moments and the gradients: about 10 MB, within a 32 MiB
+    last-level cache), after one warm-up step: the optimizer's share of a training step, timed
+    apart from it. Set beside the copy probe, it says whether a state of the machine slows the
+    work that runs from the caches."""
+    d, h, k = SIZES
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(h, d), (h,), (2 * k, h), (2 * k,), (h, k), (h,), (d, h), (d,)]
+    params = [nn.Parameter(torch.randn(s, generator=gen) * 0.01) for s in shapes]
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=gen)
+    opt = torch.optim.Adam(params, lr=1e-3, fused=True)
+    opt.step()
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)) * 1e6

@@ -107,26 +107,31 @@ def epoch_added_seconds(runs: list[list[float]], beside: list[list[float]]) -> d
     return {"seconds": mean, "low": mean - half, "high": mean + half, "n": n}
 
 
-def by_bandwidth(runs: list[list[float]], beside: list[list[float]], gbs: list[list[float]]
-                 ) -> dict[str, dict[str, float]]:
+def by_bandwidth(runs: list[list[float]], beside: list[list[float]], gbs: list[list[float]],
+                 adam_us: list[list[float]] | None = None) -> dict[str, dict[str, float]]:
     """``epoch_paired`` apart for the pairs measured at high and at low memory bandwidth: those
     whose copy probe (``loops.copy_bandwidth_gbs``, run after each pair) read at or above the
     median of all the pairs' probes, and those below it. Each: the ratio with its interval,
-    the pairs' median GB/s, and the median epoch of each side."""
+    the pairs' median GB/s, the median epoch of each side and, where given, the median Adam
+    probe (``loops.adam_step_us``, run beside the copy probe)."""
     pairs = epoch_pairs(runs, beside)
     probes = [g for run in gbs for g in run[1:]]  # as epoch_pairs: each run's first left out
     if len(probes) != len(pairs):
         raise ValueError(f"{len(probes)} bandwidth probes for {len(pairs)} epoch pairs")
+    adam = [a for run in adam_us for a in run[1:]] if adam_us else None
     cut = float(np.median(probes))
     out = {}
     for half, keep in (("high", lambda g: g >= cut), ("low", lambda g: g < cut)):
-        sel = [(p, g) for p, g in zip(pairs, probes, strict=True) if keep(g)]
+        chosen = [i for i, g in enumerate(probes) if keep(g)]
+        sel = [(pairs[i], probes[i]) for i in chosen]
         if len(sel) < 2:
             continue
         out[half] = {**paired_ratio([a for (a, _), _ in sel], [b for (_, b), _ in sel]),
                      "gbs": float(np.median([g for _, g in sel])),
                      "epoch_s": float(np.median([a for (a, _), _ in sel])),
-                     "floor_s": float(np.median([b for (_, b), _ in sel]))}
+                     "floor_s": float(np.median([b for (_, b), _ in sel])),
+                     "adam_us": None if adam is None else float(np.median([adam[i]
+                                                                          for i in chosen]))}
     return out
 
 
@@ -144,7 +149,8 @@ def ratios(result: dict) -> dict[str, dict]:
                                 for k, v in seconds.items()},
             "over_gemm_floor_by_bandwidth": {
                 mine: by_bandwidth(seconds[mine], seconds[beside],
-                                   result["copy_gbs_paired"][mine])
+                                   result["copy_gbs_paired"][mine],
+                                   result.get("adam_us_paired", {}).get(mine))
                 for mine, beside in FLOOR_PAIRS.items()
                 if beside in seconds and mine in result.get("copy_gbs_paired", {})},
             "compiled_over_eager": {c: paired(seconds[c], seconds[e])
@@ -232,7 +238,9 @@ def bandwidth_lines(result: dict, gemm: str) -> list[str]:
         parts = [f"at {name} bandwidth (median {h['gbs']:.1f} GB/s) {h['ratio']:.2f} "
                  f"[{h['low']:.2f}, {h['high']:.2f}] ({h['n']} pairs; median epoch "
                  f"{h['epoch_s']:.2f} s, median floor {h['floor_s']:.2f} s, so "
-                 f"{h['epoch_s'] - h['floor_s']:.2f} s outside the GEMMs)"
+                 f"{h['epoch_s'] - h['floor_s']:.2f} s outside the GEMMs"
+                 + ("" if h.get("adam_us") is None else
+                    f"; Adam probe {h['adam_us']:.0f} µs per step") + ")"
                  for name, h in halves.items()]
         lines.append(f"- vaebench with `{lib}`, its epoch over its GEMM floor's: "
                      + "; ".join(parts) + ".")

@@ -46,6 +46,7 @@ from torch.utils.data import DataLoader, Dataset
 from benchmarks.loops import (
     MinimalLoop,
     PlainVAE,
+    adam_step_us,
     copy_bandwidth_gbs,
     fashion_mnist_study,
     gemm_floor_epoch,
@@ -174,11 +175,12 @@ def run_vaebench(spec, bundle, x_test: torch.Tensor, seed: int, tmp: Path
 
 
 def run_epoch_paired(spec, bundle, seed: int, tmp: Path, floor_lib: str
-                     ) -> tuple[list[float], list[float], list[float], list[float]]:
+                     ) -> tuple[list[float], list[float], list[float], list[float], list[float]]:
     """vaebench's trainer on ``spec`` with, after each of its epochs (from ``on_epoch``, after
     validation and checkpoint), one epoch of the minimal loop, one epoch of the GEMM floor in
-    ``floor_lib`` (the trainer's own library) and a copy-bandwidth probe: the seconds of each
-    whole vaebench epoch, of the minimal and floor epochs beside it, and the GB/s. A shared
+    ``floor_lib`` (the trainer's own library), a copy-bandwidth probe and an Adam-step probe:
+    the seconds of each whole vaebench epoch, of the minimal and floor epochs beside it, the
+    GB/s and the Adam step's microseconds. A shared
     machine's speed drifts within a minute; epochs side by side see the same speed, so their
     ratio, pooled over epochs, carries the least of the drift (``train_report.epoch_paired``),
     and the probe says what the memory was doing meanwhile (``train_report.by_bandwidth``)."""
@@ -191,6 +193,7 @@ def run_epoch_paired(spec, bundle, seed: int, tmp: Path, floor_lib: str
     theirs: list[float] = []
     floor: list[float] = []
     gbs: list[float] = []
+    adam_us: list[float] = []
     start = [time.perf_counter()]
 
     def mark(state) -> None:
@@ -198,13 +201,14 @@ def run_epoch_paired(spec, bundle, seed: int, tmp: Path, floor_lib: str
         theirs.append(minimal.epoch())
         floor.append(gemm_floor_epoch(floor_lib, n_steps))
         gbs.append(copy_bandwidth_gbs())
+        adam_us.append(adam_step_us())
         start[0] = time.perf_counter()
 
     ckpt = tmp / "checkpoint.pt"
     if ckpt.exists():
         ckpt.unlink()
     train(spec, bundle, tmp, NullTracker(), "bench", progress=False, on_epoch=mark)
-    return mine, theirs, floor, gbs
+    return mine, theirs, floor, gbs, adam_us
 
 
 FRESH_PROCESS = """
@@ -289,6 +293,7 @@ def main(epochs: int = 3, repeats: int = 6, seed: int = 0,
     elbos: dict[str, float] = {}
     gemms: dict[str, str] = {}
     copy_gbs: dict[str, list[list[float]]] = {}  # beside each epoch-paired run's epochs
+    adam_us: dict[str, list[list[float]]] = {}
     def vaebench(name: str) -> None:
         steps, whole, elbos[name], gemms[name] = run_vaebench(specs[name], bundle, x_test,
                                                               seed, tmp)
@@ -310,11 +315,12 @@ def main(epochs: int = 3, repeats: int = 6, seed: int = 0,
 
     def vaebench_paired(name: str) -> None:
         lib = resolve_gemm(specs[name].study.gemm)
-        mine, theirs, floor, gbs = run_epoch_paired(specs[name], bundle, seed, tmp, lib)
+        mine, theirs, floor, gbs, adam = run_epoch_paired(specs[name], bundle, seed, tmp, lib)
         seconds[name].append(mine)
         seconds[EPOCH_PAIRS[name]].append(theirs)
         seconds[FLOOR_PAIRS[name]].append(floor)
         copy_gbs.setdefault(name, []).append(gbs)
+        adam_us.setdefault(name, []).append(adam)
 
     def dataloader() -> None:
         s, elbos["dataloader"] = run_baseline(bundle.x_train, x_test, epochs, seed)
@@ -367,6 +373,7 @@ def main(epochs: int = 3, repeats: int = 6, seed: int = 0,
         "load_average": [load_start, os.getloadavg()[0]],
         "gemm_microseconds": gemm_us,
         "copy_gbs_paired": copy_gbs,
+        "adam_us_paired": adam_us,
         "fresh_process_one_epoch_seconds": fresh,
         "study_epochs": {"vae-fashion-mnist": run_spec(load_params(ROOT / "params.yaml"), cell)
                          .train.total_epochs(len(bundle.x_train))},

@@ -286,14 +286,17 @@ def test_the_stretch_is_judged_against_the_floor_beside_it_and_split_by_bandwidt
     floor = [[1.0, 1.5, 1.25, 1.5], [1.0, 1.25, 1.5, 1.25]]
     gbs = [[5.0, 9.0, 20.0, 8.0], [30.0, 21.0, 7.0, 19.0]]  # low, high, low; high, low, high
     # high-bandwidth pairs: 2.0/1.25, 2.2/1.25, 2.0/1.25; low: 3.0/1.5, 3.3/1.5, 3.6/1.5
-    split = by_bandwidth(mine, floor, gbs)
+    adam = [[0.0, 900.0, 300.0, 800.0], [0.0, 310.0, 1000.0, 290.0]]  # beside the same pairs
+    split = by_bandwidth(mine, floor, gbs, adam)
     assert split["high"]["n"] == 3 and split["low"]["n"] == 3
+    assert split["high"]["adam_us"] == 300.0 and split["low"]["adam_us"] == 900.0
     assert math.isclose(split["high"]["ratio"], (1.6 * 1.76 * 1.6) ** (1 / 3), rel_tol=1e-12)
     assert math.isclose(split["low"]["ratio"], (2.0 * 2.2 * 2.4) ** (1 / 3), rel_tol=1e-12)
     assert split["high"]["gbs"] == 20.0 and split["low"]["gbs"] == 8.0
     seconds = {"vaebench paired": mine, "gemm floor paired": floor, "minimal paired": floor,
                "minimal": floor, "gemm floor aten": floor, "gemm floor onednn": floor}
     r = ratios({"epoch_seconds": seconds, "gemm": {"vaebench": "onednn"}, "gemm_other": "aten",
-                "copy_gbs_paired": {"vaebench paired": gbs}})
+                "copy_gbs_paired": {"vaebench paired": gbs},
+                "adam_us_paired": {"vaebench paired": adam}})
     assert r["over_gemm_floor"]["vaebench paired"] == epoch_paired(mine, floor)
     assert r["over_gemm_floor_by_bandwidth"]["vaebench paired"] == split

@@ -284,15 +284,19 @@ def step_gemms() -> list[tuple[str, int, int, int]]:
     return out
 
 
-def _gemm_calls(lib: str) -> list[Callable[[], torch.Tensor]]:
+def gemm_calls(lib: str, min_macs: int | None = None) -> list[Callable[[], torch.Tensor]]:
+    """One call per GEMM of ``step_gemms``, on seeded random operands: in oneDNN where ``lib``
+    is "onednn" and the GEMM has at least ``min_macs`` multiply-adds (default
+    ``ONEDNN_MIN_MACS``, as vaebench's Linear decides; 0: every GEMM), else in aten."""
     from vaebench.nets.linear import ONEDNN_MIN_MACS, _x_wt
 
+    min_macs = ONEDNN_MIN_MACS if min_macs is None else min_macs
     g = torch.Generator().manual_seed(0)
     calls = []
     for _, m, k, n in step_gemms():
         a = torch.randn(m, k, generator=g)
         wt = torch.randn(n, k, generator=g)  # (N, K): a @ wt.T, as F.linear stores weights
-        if lib == "onednn" and m * k * n >= ONEDNN_MIN_MACS:
+        if lib == "onednn" and m * k * n >= min_macs:
             calls.append(lambda a=a, wt=wt: _x_wt(a, wt))
         else:
             calls.append(lambda a=a, wt=wt: a @ wt.t())
@@ -302,7 +306,7 @@ def _gemm_calls(lib: str) -> list[Callable[[], torch.Tensor]]:
 def gemm_floor_epoch(lib: str, steps: int) -> float:
     """Seconds for ``steps`` steps' GEMMs in ``lib`` ("aten": the BLAS behind nn.Linear;
     "onednn": oneDNN where vaebench's Linear would use it, aten below ``ONEDNN_MIN_MACS``)."""
-    calls = _gemm_calls(lib)
+    calls = gemm_calls(lib)
     for c in calls:  # warm-up
         c()
     t0 = time.perf_counter()

@@ -34,7 +34,6 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -44,11 +43,13 @@ import typer
 from torch.utils.data import DataLoader, Dataset
 
 from benchmarks.loops import (
+    BATCH,
     MinimalLoop,
     PlainVAE,
     adam_step_us,
     copy_bandwidth_gbs,
     fashion_mnist_study,
+    gemm_calls,
     gemm_floor_epoch,
     gemm_flops_per_step,
     per_cpu,
@@ -57,6 +58,7 @@ from benchmarks.loops import (
     run_minimal,
     run_vaebench_compiled,
     shuffled,
+    step_gemms,
 )
 from benchmarks.train_report import (
     EPOCH_PAIRS,
@@ -97,18 +99,11 @@ def gemm_microseconds(repeats: int = 300) -> dict[str, dict[str, float]]:
     and, where this torch has it, in oneDNN at every size, the small ones included that
     vaebench's Linear keeps in aten (``ONEDNN_MIN_MACS``): the measurement behind that
     threshold. Keys: "<name> (M x K x N)"."""
-    from benchmarks.loops import step_gemms
-    from vaebench.nets.linear import _x_wt, onednn_available
+    from vaebench.nets.linear import onednn_available
 
-    g = torch.Generator().manual_seed(0)
-    cases: dict[str, dict[str, Callable[[], torch.Tensor]]] = {"aten": {}, "onednn": {}}
-    for name, m, k, n in step_gemms():
-        a, wt = torch.randn(m, k, generator=g), torch.randn(n, k, generator=g)
-        key = f"{name} ({m} x {k} x {n})"
-        cases["aten"][key] = lambda a=a, wt=wt: a @ wt.t()
-        cases["onednn"][key] = lambda a=a, wt=wt: _x_wt(a, wt)
-    if not onednn_available():
-        del cases["onednn"]
+    names = [f"{name} ({m} x {k} x {n})" for name, m, k, n in step_gemms()]
+    libs = ["aten"] + (["onednn"] if onednn_available() else [])
+    cases = {lib: dict(zip(names, gemm_calls(lib, min_macs=0), strict=True)) for lib in libs}
     out: dict[str, dict[str, float]] = {lib: {} for lib in cases}
     for _ in range(3):  # interleave the libraries; keep each case's best median
         for lib, fns in cases.items():
@@ -180,15 +175,15 @@ def run_epoch_paired(spec, bundle, seed: int, tmp: Path, floor_lib: str
     validation and checkpoint), one epoch of the minimal loop, one epoch of the GEMM floor in
     ``floor_lib`` (the trainer's own library), a copy-bandwidth probe and an Adam-step probe:
     the seconds of each whole vaebench epoch, of the minimal and floor epochs beside it, the
-    GB/s and the Adam step's microseconds. A shared
-    machine's speed drifts within a minute; epochs side by side see the same speed, so their
-    ratio, pooled over epochs, carries the least of the drift (``train_report.epoch_paired``),
-    and the probe says what the memory was doing meanwhile (``train_report.by_bandwidth``)."""
+    GB/s and the Adam step's microseconds. A shared machine's speed drifts within a minute;
+    epochs side by side see the same speed, so their ratio, pooled over epochs, carries the
+    least of the drift (``train_report.epoch_paired``), and the probes tell the machine's
+    states apart (``train_report.by_bandwidth``)."""
     from vaebench.tracking import NullTracker
     from vaebench.train import train
 
     minimal = MinimalLoop(bundle.x_train, bundle.levels, seed)
-    n_steps = len(bundle.x_train) // 128
+    n_steps = len(bundle.x_train) // BATCH
     mine: list[float] = []
     theirs: list[float] = []
     floor: list[float] = []
@@ -213,7 +208,6 @@ def run_epoch_paired(spec, bundle, seed: int, tmp: Path, floor_lib: str
 
 FRESH_PROCESS = """
 import sys, torch
-from collections.abc import Callable
 from pathlib import Path
 from benchmarks.loops import fashion_mnist_study, run_vaebench_compiled
 from vaebench.cells import Cell, run_spec

@@ -293,6 +293,8 @@ def test_the_stretch_is_judged_against_the_floor_beside_it_and_split_by_bandwidt
     assert math.isclose(split["high"]["ratio"], (1.6 * 1.76 * 1.6) ** (1 / 3), rel_tol=1e-12)
     assert math.isclose(split["low"]["ratio"], (2.0 * 2.2 * 2.4) ** (1 / 3), rel_tol=1e-12)
     assert split["high"]["gbs"] == 20.0 and split["low"]["gbs"] == 8.0
+    assert (split["high"]["epoch_s"], split["high"]["floor_s"]) == (2.0, 1.25)
+    assert (split["low"]["epoch_s"], split["low"]["floor_s"]) == (3.3, 1.5)
     seconds = {"vaebench paired": mine, "gemm floor paired": floor, "minimal paired": floor,
                "minimal": floor, "gemm floor aten": floor, "gemm floor onednn": floor}
     r = ratios({"epoch_seconds": seconds, "gemm": {"vaebench": "onednn"}, "gemm_other": "aten",

@@ -177,8 +177,8 @@ def run_epoch_paired(spec, bundle, seed: int, tmp: Path, floor_lib: str
     the seconds of each whole vaebench epoch, of the minimal and floor epochs beside it, the
     GB/s and the Adam step's microseconds. A shared machine's speed drifts within a minute;
     epochs side by side see the same speed, so their ratio, pooled over epochs, carries the
-    least of the drift (``train_report.epoch_paired``), and the probes tell the machine's
-    states apart (``train_report.by_bandwidth``)."""
+    least of the drift (``epoch_pairs.epoch_paired``), and the probes tell the machine's
+    states apart (``epoch_pairs.by_bandwidth``)."""
     from vaebench.tracking import NullTracker
     from vaebench.train import train
 

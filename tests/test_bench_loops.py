@@ -163,7 +163,7 @@ def test_epoch_pairs_pool_the_epochs_side_by_side_leaving_each_runs_first_out():
     import numpy as np
     from scipy import stats
 
-    from benchmarks.train_report import epoch_paired
+    from benchmarks.epoch_pairs import epoch_paired
 
     mine = [[9.0, 3.3, 2.2, 2.6], [8.0, 3.1, 2.9]]
     beside = [[1.0, 3.0, 2.0, 2.5], [7.0, 3.0, 2.5]]
@@ -178,7 +178,8 @@ def test_epoch_pairs_pool_the_epochs_side_by_side_leaving_each_runs_first_out():
 def test_both_epoch_paired_runs_are_judged_epoch_by_epoch():
     """Each GEMM library's epoch-paired run is paired with the minimal epochs beside it, epoch
     by epoch, not with the minimal loop's runs; the other loops, run by run."""
-    from benchmarks.train_report import epoch_paired, paired, ratios
+    from benchmarks.epoch_pairs import epoch_paired
+    from benchmarks.train_report import paired, ratios
 
     mine, beside = [[9.0, 3.3, 2.2, 2.6], [8.0, 3.1, 2.9, 3.0]], [[1.0, 3.0, 2.0, 2.5],
                                                                  [7.0, 3.0, 2.5, 2.6]]
@@ -220,7 +221,7 @@ def test_epoch_added_seconds_is_the_mean_pair_difference_with_scipys_interval():
     import numpy as np
     from scipy import stats
 
-    from benchmarks.train_report import epoch_added_seconds
+    from benchmarks.epoch_pairs import epoch_added_seconds
 
     mine = [[9.0, 3.3, 2.2, 2.6], [8.0, 3.1, 2.9]]
     beside = [[1.0, 3.0, 2.0, 2.5], [7.0, 3.0, 2.5]]
@@ -280,7 +281,8 @@ def test_the_stretch_is_judged_against_the_floor_beside_it_and_split_by_bandwidt
     mean, checked here against pairs built by hand."""
     import math
 
-    from benchmarks.train_report import by_bandwidth, epoch_paired, ratios
+    from benchmarks.epoch_pairs import by_bandwidth, epoch_paired
+    from benchmarks.train_report import ratios
 
     mine = [[9.0, 3.0, 2.0, 3.3], [8.0, 2.2, 3.6, 2.0]]
     floor = [[1.0, 1.5, 1.25, 1.5], [1.0, 1.25, 1.5, 1.25]]
@@ -302,3 +304,21 @@ def test_the_stretch_is_judged_against_the_floor_beside_it_and_split_by_bandwidt
                 "adam_us_paired": {"vaebench paired": adam}})
     assert r["over_gemm_floor"]["vaebench paired"] == epoch_paired(mine, floor)
     assert r["over_gemm_floor_by_bandwidth"]["vaebench paired"] == split
+
+
+def test_the_committed_pages_are_rendered_from_the_committed_measurements():
+    """Each committed train_throughput page is what ``render`` makes of its json's raw
+    measurements, the ratios recomputed from them (``--rerender``): no number on the page is
+    stale or typed by hand, and a page of an older run still renders as it was."""
+    import json
+    from pathlib import Path
+
+    from benchmarks.train_report import ratios, render
+
+    pages = sorted((Path(__file__).resolve().parents[1] / "reports" / "benchmarks")
+                   .glob("train_throughput-*.json"))
+    assert pages, "no committed train_throughput page"
+    for path in pages:
+        result = json.loads(path.read_text())
+        result.update(ratios(result))
+        assert render(result, result["gemm"]["vaebench"], 0) == path.with_suffix(".md").read_text(), path.name

@@ -69,7 +69,8 @@ def setup_torch(params: Params) -> None:
 def tracker_for(params: Params, enabled: bool = True):
     """The study's MLflow tracker, checked before any work; a NullTracker when tracking is off
     (``--no-track`` or ``VAEBENCH_NO_TRACK=1``)."""
-    from vaebench.tracking import NO_TRACK_ENV, BackgroundTracker, NullTracker
+    from vaebench.background_tracker import BackgroundTracker
+    from vaebench.tracking import NO_TRACK_ENV, NullTracker
 
     if not enabled or os.environ.get(NO_TRACK_ENV) == "1":
         return NullTracker()

@@ -22,9 +22,9 @@ from mlflow.tracking import MlflowClient
 from mlflow_server import mlflow_server
 
 from vaebench import data
+from vaebench.background_tracker import BackgroundTracker
 from vaebench.cells import Cell
 from vaebench.tracking import (
-    BackgroundTracker,
     dataset_splits,
     local_tracking_uri,
     run_tags,

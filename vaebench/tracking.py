@@ -150,7 +150,8 @@ def _unavailable(uri: str, reason: str, root: Path) -> TrackingUnavailable:
         f"local store {local_tracking_uri(root)}")
 
 
-def _reason(err: BaseException) -> str:
+def one_line_reason(err: BaseException) -> str:
+    """What went wrong, in one line: a refused connection's own reason, not urllib's wrapper."""
     if isinstance(err, urllib.error.URLError) and not isinstance(err, urllib.error.HTTPError):
         err = err.reason if isinstance(err.reason, BaseException) else err
     text = getattr(err, "strerror", None) or str(err) or type(err).__name__
@@ -172,7 +173,7 @@ def check_tracking_uri(uri: str, root: Path, timeout: float = CHECK_TIMEOUT_S,
             except urllib.error.HTTPError:
                 return  # the server answered
             except (OSError, ValueError) as err:
-                reason = _reason(err)
+                reason = one_line_reason(err)
             if attempt + 1 < tries:
                 time.sleep(0.25)
         raise _unavailable(uri, reason, root)
@@ -192,7 +193,7 @@ def check_tracking_uri(uri: str, root: Path, timeout: float = CHECK_TIMEOUT_S,
                 pass
             engine.dispose()
         except Exception as err:  # the driver's own error classes vary
-            raise _unavailable(uri, _reason(err), root) from None
+            raise _unavailable(uri, one_line_reason(err), root) from None
         return
     # other schemes (file stores, databricks, ...) are left to MLflow
 
@@ -314,101 +315,6 @@ class MLflowTracker:
         end = (int(time.time() * 1000) if self._end_time is None
                else self._end_time + int(spent * 1000))
         self.client.set_terminated(self.run_id, status=status, end_time=end)
-
-
-class BackgroundTracker:
-    """A ``Tracker`` whose calls run in order on one worker thread, so that importing MLflow
-    and talking to its store (seconds per stage) overlaps the stage's own work.
-
-    The store is checked synchronously first (``check_tracking_uri``). A call that fails on the
-    worker is raised by the next call of the stage or by ``end``, as a one-line
-    ``TrackingFailed``: a store that goes away mid-run fails the stage at the next epoch.
-    ``start`` does not wait either: the stage records the run id in ``on_run``, which runs on
-    the worker once the run exists.
-    """
-
-    def __init__(self, experiment: str, root: Path, tracking_uri: str | None = None):
-        import queue
-        import threading
-
-        uri = tracking_uri or default_tracking_uri(root)
-        check_tracking_uri(uri, root)
-        self.uri = uri
-        self._calls: queue.Queue = queue.Queue()
-        self._error: BaseException | None = None
-        self.failed = False  # a call failed: later calls, ``end`` included, are skipped
-        self._tracker: MLflowTracker | None = None
-        self._worker = threading.Thread(target=self._work, args=(experiment, root, uri),
-                                        name="mlflow-tracker", daemon=True)
-        self._worker.start()
-
-    def _work(self, experiment: str, root: Path, uri: str) -> None:
-        try:
-            self._tracker = MLflowTracker(experiment, root, uri, checked=True)
-        except BaseException as err:  # reported to the stage by its next call
-            self._fail(err)
-        while True:
-            item = self._calls.get()
-            if item is None:
-                return
-            fn, args, done = item
-            try:
-                if not self.failed:
-                    done.append(fn(self._tracker, *args))
-            except BaseException as err:
-                self._fail(err)
-            finally:
-                self._calls.task_done()
-
-    def _fail(self, err: BaseException) -> None:
-        """Keep the first failure, as one line naming the store, for the stage's next call."""
-        reason = _reason(err)
-        reason = reason if len(reason) <= 300 else reason[:297] + "..."
-        failure = TrackingFailed(f"MLflow tracking store {self.uri} failed during the run "
-                                 f"({type(err).__name__}: {reason})")
-        failure.__cause__ = err
-        self._error = failure
-        self.failed = True
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            err, self._error = self._error, None
-            raise err
-
-    def _call(self, fn, *args, wait: bool = False):
-        self._raise()
-        done: list = []
-        self._calls.put((fn, args, done))
-        if wait:
-            self._calls.join()
-            self._raise()
-            return done[0] if done else None
-        return None
-
-    def start(self, run_name, params, tags, resume_id=None, on_run=None) -> None:
-        self._call(MLflowTracker.start, run_name, params, tags, resume_id, on_run)
-
-    def log_metrics(self, metrics, step=None) -> None:
-        self._call(MLflowTracker.log_metrics, dict(metrics), step)
-
-    def log_datasets(self, splits) -> None:
-        self._call(MLflowTracker.log_datasets, list(splits))
-
-    def log_artifact(self, path, artifact_path=None) -> None:
-        self._call(MLflowTracker.log_artifact, path, artifact_path)
-
-    def end(self, status="FINISHED", seconds=None) -> None:
-        """Close the run and wait for every call; the first failure not yet raised is raised
-        here. After a failure the store is not called again (a dead store would only fail
-        once more, after its retries)."""
-        try:
-            if self.failed:
-                self._raise()
-            else:
-                self._call(MLflowTracker.end, status, seconds, wait=True)
-        finally:
-            self._calls.put(None)
-            self._worker.join(timeout=60)
 
 
 def run_tags(root: Path, dataset_checksum: str, backend: str, cell, gemm: str) -> dict[str, str]:

@@ -12,14 +12,16 @@ library, set process-wide with ``set_gemm``:
   same one (``resolve_gemm``).
 
 Why: MKL's SGEMM dispatches on the CPU vendor. On Intel processors it runs its own AVX-512
-kernels; on others it falls back to generic AVX2 code. oneDNN dispatches on the instruction
-set alone. How much that matters varies from host to host: on the AMD EPYC (AVX-512, 2 cores)
-of the study's first runs oneDNN ran the 128x784x400 GEMMs of the 784-400-20 VAE about twice
-as fast as MKL; on a later AMD EPYC host the two were about equal per GEMM; on an Intel Xeon
-(AVX-512, 2 cores) MKL was the faster. ``make bench-train`` times both on the machine at hand
-and keeps the figures (``reports/benchmarks/train_throughput-<vendor>.md``, CPU named). Both
-are float32 GEMMs; they differ only in summation order (relative error ~1e-7 either way,
-checked against float64 in ``tests/test_linear.py``).
+kernels; on others it falls back to generic AVX2 code. oneDNN dispatches on the instruction set
+alone. How much that matters varies from host to host, so ``make bench-train`` times the step's
+GEMMs in both libraries on the machine at hand
+(``reports/benchmarks/train_throughput-<vendor>.md``, CPU named). On an AMD EPYC (AVX-512, 2
+cores; ``train_throughput-amd.md``, 2026-12-05) oneDNN took 458-481 us for the five large GEMMs
+of the 784-400-20 VAE's step against MKL's 441-589 us, faster on four of the five; on an Intel
+Xeon (AVX-512, 2 cores; ``train_throughput-intel.md``, 2026-12-03) MKL was the faster on the
+three 128 x 784 x 400 GEMMs it timed, 407-544 us against 614-722 us. Both are float32 GEMMs;
+they differ only in summation order (relative error ~1e-7 either way, checked against float64
+in ``tests/test_linear.py``).
 
 Anything other than float32 on the CPU (float64 for gradcheck, CUDA, bfloat16), and layers
 smaller than ``ONEDNN_MIN_MACS`` multiply-adds per call, go through ``aten`` whatever the

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import scaling
+from benchmarks import scaling, scaling_report
 from vaebench.io import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,14 +36,14 @@ def _part(repro: list[float], queue: list[float], probes: bool) -> dict:
 
 
 def test_a_pair_cut_short_shows_its_half_and_no_ratio():
-    text = "\n".join(scaling._queue_section(_part([600.0], [], probes=True)))
+    text = "\n".join(scaling_report.queue_section(_part([600.0], [], probes=True)))
     assert "| dvc repro | 600.0 | 600.0 | 250 |" in text
     assert "| queue, 2 workers | not measured |  |  |" in text
     assert "No ratio: the pair is incomplete" in text and "Ratio dvc repro / queue" not in text
 
 
 def test_the_ratio_pairs_the_repeats_that_have_both_halves():
-    text = "\n".join(scaling._queue_section(_part([600.0, 700.0], [500.0], probes=True)))
+    text = "\n".join(scaling_report.queue_section(_part([600.0, 700.0], [500.0], probes=True)))
     assert "Ratio dvc repro / queue, repeat by repeat: 1.20." in text  # 600 / 500 only
     assert "GEMM probe" in text
 
@@ -70,7 +70,7 @@ def test_a_half_is_merged_with_the_saved_other_half_and_keeps_its_own_stamp():
     assert merged["half_stamps"]["dvc repro"]["date"] == "2026-12-03"
     assert merged["half_stamps"]["queue, 2 workers"]["date"] == "2026-12-04"
     assert merged["repeats"] == 1 and merged["gemm_probe_us"]["dvc repro"] == [250.0]
-    text = "\n".join(scaling._queue_section(merged))
+    text = "\n".join(scaling_report.queue_section(merged))
     assert "Ratio dvc repro / queue, repeat by repeat: 1.20." in text
     assert "two sittings, `dvc repro` on 2026-12-03" in text and "the queue on 2026-12-04" in text
 
@@ -81,7 +81,7 @@ def test_a_half_saved_before_halves_had_stamps_takes_the_parts_stamp():
     merged = scaling.merge_half(saved, new, ("queue, 2 workers",))
     assert merged["half_stamps"]["dvc repro"]["date"] == saved["date"]
     assert "code_digest" not in merged["half_stamps"]["dvc repro"]
-    text = "\n".join(scaling._queue_section(merged))  # no digest: not known to be the same code
+    text = "\n".join(scaling_report.queue_section(merged))  # no digest: not known to be the same code
     assert "**No ratio: the halves ran different code or parameters" in text
 
 
@@ -100,7 +100,7 @@ def test_a_half_of_another_setup_is_refused():
 def test_halves_on_another_cpu_or_other_code_are_never_paired(other, why):
     merged = scaling.merge_half(_half("dvc repro", 6000.0, _stamp()),
                                 _half("queue, 2 workers", 5000.0, other), ("queue, 2 workers",))
-    text = "\n".join(scaling._queue_section(merged))
+    text = "\n".join(scaling_report.queue_section(merged))
     assert f"**No ratio: {why}" in text and "Ratio dvc repro / queue" not in text
 
 
@@ -146,11 +146,11 @@ def test_a_half_of_another_setup_is_refused_before_it_runs():
 def test_a_ratio_gets_a_verdict_only_from_an_interval():
     """One repeat per half: a ratio, no verdict, and the probes' drift named; two and more:
     the paired interval decides, and a straddling one is undecided."""
-    one = "\n".join(scaling._queue_section(_part([5095.0], [5010.0], probes=True)))
+    one = "\n".join(scaling_report.queue_section(_part([5095.0], [5010.0], probes=True)))
     assert "repeat by repeat: 1.02. One repeat per half: a single ratio without an interval, " \
            "so no verdict is drawn; the halves' GEMM probes lie 4% apart (250 and 260 us). " in one
-    faster = "\n".join(scaling._queue_section(_part([600.0, 620.0, 610.0], [500.0, 505.0, 498.0],
+    faster = "\n".join(scaling_report.queue_section(_part([600.0, 620.0, 610.0], [500.0, 505.0, 498.0],
                                                      probes=False)))
     assert "Paired over 3 repeats: 1.22 [1.18, 1.26]" in faster and ": the queue is faster." in faster
-    straddle = "\n".join(scaling._queue_section(_part([600.0, 400.0], [500.0, 500.0], probes=False)))
+    straddle = "\n".join(scaling_report.queue_section(_part([600.0, 400.0], [500.0, 500.0], probes=False)))
     assert ": undecided." in straddle

@@ -42,10 +42,10 @@ def epoch_added_seconds(runs: list[list[float]], beside: list[list[float]]) -> d
 def by_bandwidth(runs: list[list[float]], beside: list[list[float]], gbs: list[list[float]],
                  adam_us: list[list[float]] | None = None) -> dict[str, dict[str, float]]:
     """``epoch_paired`` apart for the pairs measured at high and at low memory bandwidth: those
-    whose copy probe (``loops.copy_bandwidth_gbs``, run after each pair) read at or above the
+    whose copy probe (``probes.copy_bandwidth_gbs``, run after each pair) read at or above the
     median of all the pairs' probes, and those below it. Each: the ratio with its interval,
     the pairs' median GB/s, the median epoch of each side and, where given, the median Adam
-    probe (``loops.adam_step_us``, run beside the copy probe)."""
+    probe (``probes.adam_step_us``, run beside the copy probe)."""
     pairs = epoch_pairs(runs, beside)
     probes = [g for run in gbs for g in run[1:]]  # as epoch_pairs: each run's first left out
     if len(probes) != len(pairs):
@@ -85,6 +85,6 @@ def bandwidth_lines(result: dict, gemm: str) -> list[str]:
     if not lines:
         return []
     return ["The stretch in the shared machine's two states (told apart by a memory-bandwidth "
-            "probe, a 64 MiB copy timed after each pair of epochs, `loops.copy_bandwidth_gbs`; "
+            "probe, a 64 MiB copy timed after each pair of epochs, `probes.copy_bandwidth_gbs`; "
             "the pairs split at the run's median probe; each ratio as above, epoch by epoch, "
             "with its 95% interval; a description, not a judge):", "", *lines, ""]

@@ -30,7 +30,8 @@ from pathlib import Path
 import typer
 import yaml
 
-from benchmarks.loops import gemm_probe_us, interval_verdict, paired_ratio, per_cpu, shuffled
+from benchmarks.loops import interval_verdict, paired_ratio, per_cpu, shuffled
+from benchmarks.probes import gemm_probe_us
 from benchmarks.services import ROOT, scratch_project, timed_run
 
 OUT = ROOT / "reports" / "benchmarks"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import typer
 
-from benchmarks.loops import gemm_probe_us
+from benchmarks.probes import gemm_probe_us
 from benchmarks.scaling_report import MODES, STORES, render
 from benchmarks.services import (
     ROOT,

@@ -104,7 +104,7 @@ def queue_section(r: dict) -> list[str]:
             "|---|---|---|" + ("---|" if probes else ""), *rows, "",
             *([] if not probes else [
                 "GEMM probe: the median time of one 128 x 784 x 400 GEMM just before each half "
-                "(`benchmarks.loops.gemm_probe_us`); two halves compare only where their probes "
+                "(`benchmarks.probes.gemm_probe_us`); two halves compare only where their probes "
                 "agree, the machine being a shared VM whose speed drifts.", ""]),
             *([how, ""] if pairable and how else []),
             ("Ratio dvc repro / queue, repeat by repeat: "

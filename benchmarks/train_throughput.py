@@ -46,8 +46,6 @@ from benchmarks.loops import (
     BATCH,
     MinimalLoop,
     PlainVAE,
-    adam_step_us,
-    copy_bandwidth_gbs,
     fashion_mnist_study,
     gemm_calls,
     gemm_floor_epoch,
@@ -60,6 +58,7 @@ from benchmarks.loops import (
     shuffled,
     step_gemms,
 )
+from benchmarks.probes import adam_step_us, copy_bandwidth_gbs
 from benchmarks.train_report import (
     EPOCH_PAIRS,
     FLOOR_PAIRS,

@@ -158,38 +158,48 @@ def main(k: int = 500, points: int = 500, k_chunk: int = 100, bs: int = 500, rep
               "threads": torch.get_num_threads(), "k": k, "points": points, "k_chunk": k_chunk,
               "study_backend": spec.study.backend, "gemm": gemm, "seconds": seconds,
               "median_seconds": med, "speedup": speedup, "L_K": bounds, "target": TARGET,
+              "train_epochs": train_epochs,
               "load_average": [load_start, os.getloadavg()[0]]}
     report = per_cpu("is_nll")
     atomic_write_json(out / f"{report}.json", result)
+    md = render(result)
+    atomic_write_text(out / f"{report}.md", md)
+    typer.echo(md)
+
+
+
+def render(r: dict) -> str:
+    """The page of one run (``reports/benchmarks/is_nll-<vendor>.md``), from its json."""
     labels = {
         "straightforward": "straightforward batched PyTorch (torch.randn, one decoder pass per "
-                           f"chunk of {k_chunk} samples, nn.Linear, BCE with logits)",
-        "evaluate": f"vaebench.evaluate.importance_log_weights (backend `{spec.study.backend}`)",
+                           f"chunk of {r['k_chunk']} samples, nn.Linear, BCE with logits)",
+        "evaluate": f"vaebench.evaluate.importance_log_weights (backend `{r['study_backend']}`)",
         "importance eager": "vaebench.importance.importance_log_weights, backend `eager`",
         "importance compile": "vaebench.importance.importance_log_weights, backend `compile`",
         "importance compile aten": "the same with `study.gemm: aten` (nn.Linear's BLAS, as the "
                                    "straightforward evaluation)",
     }
     rows = []
-    for name in loops:
-        up = speedup[name]
-        mark = (f" ({interval_verdict(up, TARGET, at_least=True)})"
+    for name in (n for n in labels if n in r["seconds"]):
+        up, (lk, se) = r["speedup"][name], r["L_K"][name]
+        mark = (f" ({interval_verdict(up, r['target'], at_least=True)})"
                 if name.startswith("importance") else "")
-        lk, se = bounds[name]
-        rows.append(f"| {labels[name]} | {med[name]:.2f} | {up['ratio']:.2f} "
+        rows.append(f"| {labels[name]} | {r['median_seconds'][name]:.2f} | {up['ratio']:.2f} "
                     f"[{up['low']:.2f}, {up['high']:.2f}]{mark} | "
-                    f"{', '.join(f'{t:.2f}' for t in seconds[name])} | {-lk:.2f} +- {se:.2f} |")
-    md = "\n".join([
+                    f"{', '.join(f'{t:.2f}' for t in r['seconds'][name])} | "
+                    f"{-lk:.2f} +- {se:.2f} |")
+    load, machine = r["load_average"], r["machine"]
+    return "\n".join([
         "# Importance-sampled NLL: vaebench against a straightforward batched evaluation",
         "",
-        f"{result['date']}, {machine['cpu']}, {result['threads']} threads, torch "
-        f"{machine['torch']}, GEMM library `{gemm}`, load average "
-        f"{load_start:.1f} at the start and {result['load_average'][1]:.1f} at the end (2 cores, "
-        "shared). 784-400-20 VAE trained "
-        f"{train_epochs} epochs by vaebench on Fashion-MNIST; NLL = -L_K with K = {k} on the "
-        f"first {points} test points (binarized once); {repeats} runs of each evaluation, "
-        "interleaved in a fresh seeded order each repeat. Target: at least "
-        f"{TARGET:g}x the straightforward evaluation. Speed-up: the straightforward "
+        f"{r['date']}, {machine['cpu']}, {r['threads']} threads, torch {machine['torch']}, "
+        f"GEMM library `{r['gemm']}`, load average {load[0]:.1f} at the start and "
+        f"{load[1]:.1f} at the end (2 cores, shared). 784-400-20 VAE trained "
+        f"{r['train_epochs']} epochs by vaebench on Fashion-MNIST; NLL = -L_K with K = "
+        f"{r['k']} on the first {r['points']} test points (binarized once); "
+        f"{len(r['seconds']['straightforward'])} runs of each evaluation, interleaved in a "
+        "fresh seeded order each repeat. Target: at least "
+        f"{r['target']:g}x the straightforward evaluation. Speed-up: the straightforward "
         "evaluation's time over this one's, repeat by repeat, as the geometric mean with its "
         "95% Student-t interval on the log scale; met when the whole interval lies at or above "
         "the target, missed when it lies below, undecided otherwise.",
@@ -204,9 +214,6 @@ def main(k: int = 500, points: int = 500, k_chunk: int = 100, bs: int = 500, rep
         "its own, so its NLL differs by Monte Carlo noise only.",
         "",
     ])
-    atomic_write_text(out / f"{report}.md", md)
-    typer.echo(md)
-
 
 if __name__ == "__main__":
     app()

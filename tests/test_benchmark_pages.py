@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 PAGES = Path(__file__).resolve().parents[1] / "reports" / "benchmarks"
-MODULES = ("step_costs", "data_path", "evaluate_backends")
+MODULES = ("step_costs", "data_path", "evaluate_backends", "is_nll")
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -141,3 +141,42 @@ def test_the_rule_is_symmetric_and_counts_two_seeds_spread(committed):
     rows = compare(runs, moved)
     assert all(r.z == pytest.approx(1.0, rel=1e-9) for r in rows)
     assert len(long_of({})) == 0
+
+
+def _made_by(page) -> list[str]:
+    """The `vaebench verify ...` arguments a cross_machine page says made it."""
+    import re
+    import shlex
+
+    command = re.search(r"Made by `vaebench verify (.+?)` \(", page.read_text()).group(1)
+    return shlex.split(command)
+
+
+def test_every_cross_machine_page_is_what_its_command_makes_of_the_kept_files(tmp_path,
+                                                                               monkeypatch):
+    """Each page of reports/cross_machine/ that compares two committed files is what its own
+    'Made by' command writes today: a page cannot outlive the runs.csv it was made from (a
+    page made from `--this reports/runs.csv` must be remade, or pointed at a kept copy, when
+    the study's numbers move). Pages made from a machine's runs/ folder name no file to
+    recompute from and are left out."""
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from vaebench.cli import app
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)  # the commands name files relative to the project
+    pages = sorted((root / "reports" / "cross_machine").glob("*.md"))
+    checked = 0
+    for page in pages:
+        args = _made_by(page)
+        if "--this" not in args:
+            continue
+        out = tmp_path / page.name
+        result = CliRunner().invoke(app, ["verify", *args, "--out", str(out)],
+                                    catch_exceptions=False)
+        assert out.is_file(), (page.name, result.output[-500:])
+        assert out.read_text() == page.read_text(), f"{page.name} is stale: rerun its command"
+        checked += 1
+    assert checked >= 4

@@ -45,9 +45,8 @@ def _softplus_rowsum_eager(logits: Tensor) -> Tensor:
     """sum_i softplus(l_i) over the last dim, in torch's fused softplus kernel: one pass over
     the logits where max(l, 0) + log1p(exp(-|l|)), as binary_cross_entropy_with_logits
     writes it, takes five (relu, abs, neg, exp, log1p) and an add. The two agree to float32
-    round-off (``tests/test_importance.py``); the fused kernel took 1.30 ms against 3.68 ms on
-    a 2048 x 784 block (AMD EPYC, 2 threads, 2026-12-05; ``benchmarks.is_nll`` times the whole
-    evaluation, ``reports/benchmarks/is_nll-<vendor>.md``)."""
+    round-off (``tests/test_importance.py``). ``benchmarks.is_nll`` times the whole evaluation
+    against a straightforward one (``reports/benchmarks/is_nll-<vendor>.md``, CPU named)."""
     return F.softplus(logits, threshold=SOFTPLUS_THRESHOLD).sum(-1)
 
 

@@ -167,7 +167,6 @@ def main(k: int = 500, points: int = 500, k_chunk: int = 100, bs: int = 500, rep
     typer.echo(md)
 
 
-
 def render(r: dict) -> str:
     """The page of one run (``reports/benchmarks/is_nll-<vendor>.md``), from its json."""
     labels = {

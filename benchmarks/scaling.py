@@ -103,7 +103,8 @@ def merge_half(saved: dict | None, new: dict, modes: tuple[str, ...]) -> dict:
     """``new`` (a queue part measuring ``modes``) with the other half kept from ``saved``, the
     part scaling.json holds, when it measured the same setup (``SETUP``). Each mode keeps its
     own stamp (``half_stamps``: date, CPU, load, commit, code digest), so that a pair measured
-    in two sessions says so, and is only paired where CPU and code agree (``scaling_report.pairing``)."""
+    in two sessions says so, and is only paired where CPU and code agree
+    (``scaling_report.pairing``)."""
     if saved is None or set(modes) == set(MODES):
         return new
     check_same_setup(saved, new)

@@ -58,10 +58,10 @@ def verdict(pairs: list[tuple[float, float]], probes: dict) -> str:
     full stop left to the caller."""
     if len(pairs) >= 2:
         iv = paired_ratio([a for a, _ in pairs], [b for _, b in pairs])
-        verdict = ("the queue is faster" if iv["low"] > 1 else "the queue is slower"
-                   if iv["high"] < 1 else "undecided")
+        said = ("the queue is faster" if iv["low"] > 1 else "the queue is slower"
+                if iv["high"] < 1 else "undecided")
         return (f" Paired over {iv['n']} repeats: {iv['ratio']:.2f} [{iv['low']:.2f}, "
-                f"{iv['high']:.2f}] (geometric mean, 95% interval): {verdict}")
+                f"{iv['high']:.2f}] (geometric mean, 95% interval): {said}")
     first = [v[0] for v in (probes.get(mode) for mode in MODES) if v]
     drift = ("" if len(first) < 2 else f"; the halves' GEMM probes lie "
              f"{abs(first[0] / first[1] - 1):.0%} apart ({first[0]:.0f} and {first[1]:.0f} us)")
